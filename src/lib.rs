@@ -1,0 +1,28 @@
+//! # clustermaps
+//!
+//! Posterior sampling of projected **gas** and **dark-matter** surface-density maps of galaxy clusters from mock
+//! **SZ (Compton-y)** and **X-ray surface-brightness** images with a conditional score-based diffusion model,
+//! reproducing and extending
+//!
+//! > Hsu, Ho, Lin, Markey, Ntampaka, Trac & Póczos, *Reconstructing Galaxy Cluster Mass Maps using Score-based
+//! > Generative Modeling*, Open Journal of Astrophysics (2025), doi:10.33232/001c.142147, arXiv:2410.02857.
+//!
+//! Data flows one way: [`data`] (physical mock clusters or imported simulation maps, written as `.npy` datasets)
+//! → learning (score model, SDEs, samplers; later modules) → metrics → [`plot`] → `figures/`.
+//!
+//! The mock generator follows the repository's `mock-v1` specification: NFW dark matter with triaxiality and
+//! substructure, gas from the universal pressure profile and a Vikhlinin-like density model, mergers with gas–DM
+//! offsets, exact ellipsoidal line-of-sight projection, Compton-y and soft-band X-ray maps, beams and noise.
+
+pub mod data;
+pub mod error;
+pub mod plot;
+
+pub use error::{Error, Result};
+
+/// Whether notebooks and examples should shrink their work (`CLUSTERMAPS_QUICK=1`, used by CI).
+pub fn quick_mode() -> bool {
+    std::env::var("CLUSTERMAPS_QUICK")
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false)
+}

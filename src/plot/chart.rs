@@ -1,0 +1,223 @@
+//! What every x–y figure shares: a canvas of equal panels under an optional title, axes in the common style,
+//! axis labels with sub/superscripts, and a legend drawn by us (so legend text takes the same markup as labels).
+
+use std::ops::Range;
+
+use plotters::coord::ranged1d::ValueFormatter;
+
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::figure::{DrawError, DrawResult};
+use super::style::{self, GREY, INK, LABEL_PX, LEGEND_PX, LINE_PX, POINT_PX, TICK_PX, TITLE_PX};
+use super::text::{draw_label, label_height, label_width, Label, Orient};
+
+/// Size of one x–y panel in pixels.
+pub const PANEL_W: u32 = 800;
+pub const PANEL_H: u32 = 640;
+const TITLE_STRIP_PX: u32 = 70;
+/// Room left of / below the plotting area for tick labels and the axis label.
+pub const Y_AXIS_PX: u32 = 150;
+pub const X_AXIS_PX: u32 = 110;
+
+/// Canvas size of `n` panels in rows of `cols`, with or without a title strip.
+pub fn canvas_size(n: usize, cols: usize, titled: bool) -> (u32, u32) {
+    let cols = cols.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols).max(1);
+    let title = if titled { TITLE_STRIP_PX } else { 0 };
+    (cols as u32 * PANEL_W, rows as u32 * PANEL_H + title)
+}
+
+/// Draws the title (if any) and returns the `n` panel areas, row by row.
+pub fn panel_areas<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: Option<&str>,
+    n: usize,
+    cols: usize,
+) -> Result<Vec<DrawingArea<DB, Shift>>, DrawError> {
+    let body = match title {
+        Some(t) => {
+            let (strip, body) = root.split_vertically(TITLE_STRIP_PX);
+            let (w, h) = strip.dim_in_pixel();
+            let at = (w as i32 / 2, h as i32 / 2);
+            draw_label(
+                &strip,
+                &Label::new(t, TITLE_PX),
+                at,
+                (HPos::Center, VPos::Center),
+                Orient::Horizontal,
+            )?;
+            body
+        }
+        None => root.clone(),
+    };
+    let cols = cols.clamp(1, n.max(1));
+    let mut areas = body.split_evenly((n.div_ceil(cols).max(1), cols));
+    areas.truncate(n);
+    Ok(areas)
+}
+
+/// Axis labels (markup) centred on the plotting area `plot` (absolute pixel ranges, as plotters reports them).
+pub fn axis_labels<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &(Range<i32>, Range<i32>),
+    x_label: &str,
+    y_label: &str,
+) -> DrawResult {
+    let (bx, by) = area.get_base_pixel();
+    let (xr, yr) = (
+        plot.0.start - bx..plot.0.end - bx,
+        plot.1.start - by..plot.1.end - by,
+    );
+    let x_at = (
+        (xr.start + xr.end) / 2,
+        yr.end + (1.7 * TICK_PX) as i32 + 10,
+    );
+    draw_label(
+        area,
+        &Label::new(x_label, LABEL_PX),
+        x_at,
+        (HPos::Center, VPos::Top),
+        Orient::Horizontal,
+    )?;
+    let y_at = (12, (yr.start + yr.end) / 2);
+    draw_label(
+        area,
+        &Label::new(y_label, LABEL_PX),
+        y_at,
+        (HPos::Center, VPos::Top),
+        Orient::Up,
+    )
+}
+
+/// The common mesh: light decade/tick grid, ink axes, tick labels in the tick font. `fx`/`fy` format tick values.
+pub fn draw_mesh<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    fx: &dyn Fn(&X::ValueType) -> String,
+    fy: &dyn Fn(&Y::ValueType) -> String,
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    chart
+        .configure_mesh()
+        .bold_line_style(style::GRID.stroke_width(1))
+        .light_line_style(TRANSPARENT)
+        .axis_style(INK.stroke_width(2))
+        .label_style((style::FONT, TICK_PX).into_font().color(&INK))
+        .x_label_formatter(fx)
+        .y_label_formatter(fy)
+        .x_labels(8)
+        .y_labels(8)
+        .set_all_tick_mark_size(8)
+        .draw()?;
+    Ok(())
+}
+
+/// How a legend entry is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Swatch {
+    Point(RGBColor),
+    Line(RGBColor),
+    Dashed(RGBColor),
+    Bar(RGBColor),
+}
+
+/// Which corner of the plotting area a legend sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Corner {
+    #[default]
+    UpperLeft,
+    UpperRight,
+    LowerRight,
+    LowerLeft,
+}
+
+const SWATCH_PX: i32 = 44;
+const LEGEND_PAD_PX: i32 = 12;
+
+/// Draws a boxed legend of `(swatch, markup)` entries in `corner` of the plotting area `plot` (absolute ranges).
+pub fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &(Range<i32>, Range<i32>),
+    entries: &[(Swatch, String)],
+    corner: Corner,
+) -> DrawResult {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let labels: Vec<Label> = entries
+        .iter()
+        .map(|(_, t)| Label::new(t, LEGEND_PX))
+        .collect();
+    let mut text_w = 0;
+    for l in &labels {
+        text_w = text_w.max(label_width(area, l)?);
+    }
+    let line_h = labels.iter().map(label_height).max().unwrap_or(0) + 10;
+    let w = SWATCH_PX + 10 + text_w + 2 * LEGEND_PAD_PX;
+    let h = line_h * entries.len() as i32 + 2 * LEGEND_PAD_PX - 10;
+    let (bx, by) = area.get_base_pixel();
+    let inset = 14;
+    let x0 = match corner {
+        Corner::UpperLeft | Corner::LowerLeft => plot.0.start - bx + inset,
+        Corner::UpperRight | Corner::LowerRight => plot.0.end - bx - inset - w,
+    };
+    let y0 = match corner {
+        Corner::UpperLeft | Corner::UpperRight => plot.1.start - by + inset,
+        Corner::LowerLeft | Corner::LowerRight => plot.1.end - by - inset - h,
+    };
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + w, y0 + h)],
+        WHITE.mix(0.9).filled(),
+    ))?;
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + w, y0 + h)],
+        GREY.stroke_width(1),
+    ))?;
+    for (k, ((swatch, _), label)) in entries.iter().zip(&labels).enumerate() {
+        let cy = y0 + LEGEND_PAD_PX + k as i32 * line_h + label_height(label) / 2;
+        draw_swatch(area, *swatch, (x0 + LEGEND_PAD_PX, cy))?;
+        let at = (x0 + LEGEND_PAD_PX + SWATCH_PX + 10, cy);
+        draw_label(
+            area,
+            label,
+            at,
+            (HPos::Left, VPos::Center),
+            Orient::Horizontal,
+        )?;
+    }
+    Ok(())
+}
+
+fn draw_swatch<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    swatch: Swatch,
+    (x, y): (i32, i32),
+) -> DrawResult {
+    let ends = vec![(x, y), (x + SWATCH_PX, y)];
+    match swatch {
+        Swatch::Point(c) => area.draw(&Circle::new(
+            (x + SWATCH_PX / 2, y),
+            POINT_PX as i32 + 1,
+            c.filled(),
+        ))?,
+        Swatch::Line(c) => area.draw(&PathElement::new(ends, c.stroke_width(LINE_PX)))?,
+        Swatch::Dashed(c) => area.draw(&DashedPathElement::new(
+            ends.into_iter(),
+            10,
+            7,
+            c.stroke_width(LINE_PX),
+        ))?,
+        Swatch::Bar(c) => {
+            let rect = [(x + 4, y - 10), (x + SWATCH_PX - 4, y + 10)];
+            area.draw(&Rectangle::new(rect, c.mix(0.35).filled()))?;
+            area.draw(&Rectangle::new(rect, c.stroke_width(3)))?
+        }
+    }
+    Ok(())
+}
