@@ -47,7 +47,11 @@ fn nfw_projected_mass() {
             let r = frac * c.halo.r200;
             let w = aperture_weights_subsampled(&grid, r, 32);
             let mass = aperture_sum(&maps.sigma_dm, &w, grid.pixel_kpc()) / (1.0 - f_b);
-            let expect = 4.0 * std::f64::consts::PI * c.halo.rho_s * c.halo.rs.powi(3) * nfw_h(r / c.halo.rs);
+            let expect = 4.0
+                * std::f64::consts::PI
+                * c.halo.rho_s
+                * c.halo.rs.powi(3)
+                * nfw_h(r / c.halo.rs);
             let err = (mass / expect - 1.0).abs();
             assert!(err < 0.01, "M = {m:e}, R = {frac} R200: rel. err. {err}");
         }
@@ -101,11 +105,15 @@ fn gas_fraction() {
         let c = Cluster::from_seed(seed, &cfg);
         // 3-D gas mass inside R500 equals f_gas M500 (independent, finer quadrature).
         let m_gas = rho_per_ne * c.icm().density.volume_integral(c.r500, &fine);
-        assert!((m_gas / (c.f_gas500 * c.m500) - 1.0).abs() < 1e-6, "seed {seed}");
+        assert!(
+            (m_gas / (c.f_gas500 * c.m500) - 1.0).abs() < 1e-6,
+            "seed {seed}"
+        );
         // Cylinder gas/DM ratio on the map equals the ratio of the 1-D projections.
         let maps = c.render_clean(&grid);
         let w = aperture_weights_subsampled(&grid, c.r500, 16);
-        let ratio_map = aperture_sum(&maps.sigma_gas, &w, 1.0) / aperture_sum(&maps.sigma_dm, &w, 1.0);
+        let ratio_map =
+            aperture_sum(&maps.sigma_gas, &w, 1.0) / aperture_sum(&maps.sigma_dm, &w, 1.0);
         let gas_cyl = rho_per_ne
             * quad.integrate(0.0, c.r500, |r| {
                 2.0 * std::f64::consts::PI
@@ -116,7 +124,10 @@ fn gas_fraction() {
             });
         let dm_cyl = (1.0 - f_b) * c.halo.mass_cylinder(c.r500);
         let ratio_1d = gas_cyl / dm_cyl;
-        assert!((ratio_map / ratio_1d - 1.0).abs() < 0.01, "seed {seed}: {ratio_map} vs {ratio_1d}");
+        assert!(
+            (ratio_map / ratio_1d - 1.0).abs() < 0.01,
+            "seed {seed}: {ratio_map} vs {ratio_1d}"
+        );
     });
     // Full physics: the projected baryon share inside R500 is cluster-like.
     let full = MockConfig::default();
@@ -140,7 +151,9 @@ fn scaling_sample(cfg: &MockConfig, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) 
     let rows: Vec<(f64, f64, f64)> = seeds(9, n)
         .par_iter()
         .map(|&seed| {
-            let meta = Cluster::from_seed(seed, cfg).render(64, &ObsConfig::clean()).meta;
+            let meta = Cluster::from_seed(seed, cfg)
+                .render(64, &ObsConfig::clean())
+                .meta;
             (meta.m500c_msun, meta.y500_cyl_kpc2, meta.lx500_soft_erg_s)
         })
         .collect();
@@ -217,10 +230,16 @@ fn sx_more_concentrated_than_y() {
         .map(|&seed| {
             let c = Cluster::from_seed(seed, &cfg);
             let maps = c.render_clean(&grid);
-            usize::from(half_light_radius(&maps.sx, &grid, c.r500) < half_light_radius(&maps.y, &grid, c.r500))
+            usize::from(
+                half_light_radius(&maps.sx, &grid, c.r500)
+                    < half_light_radius(&maps.y, &grid, c.r500),
+            )
         })
         .sum();
-    assert!(wins >= 190, "S_X more concentrated than y in only {wins}/200 clusters");
+    assert!(
+        wins >= 190,
+        "S_X more concentrated than y in only {wins}/200 clusters"
+    );
 }
 
 /// Azimuthally averaged profile in 1-pixel annuli about the map centre, out to L/2.
@@ -251,7 +270,10 @@ fn stacked_profiles_are_monotone() {
             let c = Cluster::from_seed(seed, &cfg);
             let m = c.render_clean(&grid);
             let bin = clustermaps::data::meta::mass_bin(c.halo.m200);
-            (bin, [&m.y, &m.sx, &m.sigma_gas, &m.sigma_dm].map(|v| radial_profile(v, &grid)))
+            (
+                bin,
+                [&m.y, &m.sx, &m.sigma_gas, &m.sigma_dm].map(|v| radial_profile(v, &grid)),
+            )
         })
         .collect();
     // S_X ∝ n_e² is dominated at ~R200c by the bright cores of the few merging secondaries and infalling groups in
@@ -259,8 +281,13 @@ fn stacked_profiles_are_monotone() {
     // The other three maps use the mean, as the spec asks.
     let mut bad = Vec::new();
     for bin in 0..4u8 {
-        let members: Vec<&[Vec<f64>; 4]> = rows.iter().filter(|r| r.0 == bin).map(|r| &r.1).collect();
-        assert!(members.len() >= 30, "bin {bin} has {} clusters", members.len());
+        let members: Vec<&[Vec<f64>; 4]> =
+            rows.iter().filter(|r| r.0 == bin).map(|r| &r.1).collect();
+        assert!(
+            members.len() >= 30,
+            "bin {bin} has {} clusters",
+            members.len()
+        );
         for (ch, name) in ["y", "S_X", "Sigma_gas", "Sigma_DM"].iter().enumerate() {
             let nb = members[0][ch].len();
             let prof: Vec<f64> = (0..nb)
@@ -293,12 +320,33 @@ fn finite_everywhere() {
     let cfg = MockConfig::default();
     let obs = [ObsConfig::clean(), ObsConfig::realistic()];
     let extremes = [
-        Overrides { m200c: Some(1e14), ..Default::default() },
-        Overrides { m200c: Some(2e15), ..Default::default() },
-        Overrides { s_dm: Some(0.35), q_dm: Some(0.35), ..Default::default() },
-        Overrides { merger: Some(true), merger_sep_r200: Some(0.3), ..Default::default() },
-        Overrides { n_sub: Some(30), ..Default::default() },
-        Overrides { alpha_n: Some(1.5), m200c: Some(2e15), ..Default::default() },
+        Overrides {
+            m200c: Some(1e14),
+            ..Default::default()
+        },
+        Overrides {
+            m200c: Some(2e15),
+            ..Default::default()
+        },
+        Overrides {
+            s_dm: Some(0.35),
+            q_dm: Some(0.35),
+            ..Default::default()
+        },
+        Overrides {
+            merger: Some(true),
+            merger_sep_r200: Some(0.3),
+            ..Default::default()
+        },
+        Overrides {
+            n_sub: Some(30),
+            ..Default::default()
+        },
+        Overrides {
+            alpha_n: Some(1.5),
+            m200c: Some(2e15),
+            ..Default::default()
+        },
     ];
     let bad: Vec<String> = (0..1000u64)
         .into_par_iter()
@@ -310,7 +358,12 @@ fn finite_everywhere() {
                     let r = c.render(16, ob);
                     let finite = r.inputs.iter().chain(&r.targets).all(|v| v.is_finite());
                     let positive = r.targets.iter().all(|&v| v > 0.0);
-                    (!finite || !positive).then(|| format!("cluster {i} ({:?}): finite {finite}, positive {positive}", ob.preset))
+                    (!finite || !positive).then(|| {
+                        format!(
+                            "cluster {i} ({:?}): finite {finite}, positive {positive}",
+                            ob.preset
+                        )
+                    })
                 })
                 .collect::<Vec<_>>()
         })
@@ -357,14 +410,35 @@ fn merger_offset() {
     let pix = grid.pixel_kpc();
     let to_px = |x: f64| x / pix + grid.n_pix as f64 / 2.0 - 0.5;
     let (dm_xy, gas_xy) = c.secondary_centres().expect("forced merger");
-    let dm_peak = peak_near(&maps.sigma_dm, grid.n_pix, to_px(dm_xy[1]), to_px(dm_xy[0]), 3);
-    let gas_peak = peak_near(&maps.sigma_gas, grid.n_pix, to_px(gas_xy[1]), to_px(gas_xy[0]), 3);
+    let dm_peak = peak_near(
+        &maps.sigma_dm,
+        grid.n_pix,
+        to_px(dm_xy[1]),
+        to_px(dm_xy[0]),
+        3,
+    );
+    let gas_peak = peak_near(
+        &maps.sigma_gas,
+        grid.n_pix,
+        to_px(gas_xy[1]),
+        to_px(gas_xy[0]),
+        3,
+    );
     let measured = (gas_peak.1 - dm_peak.1) * pix;
     // Outgoing: the secondary's gas lags behind its DM, toward the primary (negative x here).
-    assert!(measured < 0.0, "gas should trail toward the primary, got {measured} kpc");
+    assert!(
+        measured < 0.0,
+        "gas should trail toward the primary, got {measured} kpc"
+    );
     let tol = 0.5 * pix + 0.1 * offset;
-    assert!((measured.abs() - offset).abs() < tol, "offset {measured} kpc vs {offset} ± {tol}");
-    assert!((gas_peak.0 - dm_peak.0).abs() * pix < tol, "no offset expected across the merger axis");
+    assert!(
+        (measured.abs() - offset).abs() < tol,
+        "offset {measured} kpc vs {offset} ± {tol}"
+    );
+    assert!(
+        (gas_peak.0 - dm_peak.0).abs() * pix < tol,
+        "no offset expected across the merger axis"
+    );
 }
 
 #[test]
@@ -381,8 +455,18 @@ fn pixel_convergence_at_a_cusp() {
     let a = Cluster::from_seed_with(3, &coarse, &o).render_clean(&grid);
     let b = Cluster::from_seed_with(3, &fine, &o).render_clean(&grid);
     for p in [31 * 64 + 31, 31 * 64 + 32, 32 * 64 + 31, 32 * 64 + 32] {
-        for (x, y) in [(&a.sx, &b.sx), (&a.y, &b.y), (&a.sigma_gas, &b.sigma_gas), (&a.sigma_dm, &b.sigma_dm)] {
-            assert!((x[p] / y[p] - 1.0).abs() < 0.005, "pixel {p}: {} vs {}", x[p], y[p]);
+        for (x, y) in [
+            (&a.sx, &b.sx),
+            (&a.y, &b.y),
+            (&a.sigma_gas, &b.sigma_gas),
+            (&a.sigma_dm, &b.sigma_dm),
+        ] {
+            assert!(
+                (x[p] / y[p] - 1.0).abs() < 0.005,
+                "pixel {p}: {} vs {}",
+                x[p],
+                y[p]
+            );
         }
     }
 }
@@ -402,8 +486,14 @@ fn observation_model() {
         let c = Cluster::from_seed(seed, &cfg);
         let real = c.render(n, &obs);
         let clean = c.render(n, &ObsConfig::clean());
-        assert_eq!(real.targets, clean.targets, "targets must not depend on the observation model");
-        let ci = real.inputs_clean.as_ref().expect("realistic keeps clean inputs");
+        assert_eq!(
+            real.targets, clean.targets,
+            "targets must not depend on the observation model"
+        );
+        let ci = real
+            .inputs_clean
+            .as_ref()
+            .expect("realistic keeps clean inputs");
         assert_eq!(ci, &clean.inputs);
         // The beam conserves the total y of the (padded) field.
         let y_clean: Vec<f64> = ci[..n * n].iter().map(|&v| v as f64).collect();
@@ -419,17 +509,30 @@ fn observation_model() {
         let bkg = obs.xray_background_per_arcmin2 * pixel_arcmin * pixel_arcmin;
         for p in 0..n * n {
             let k = real.inputs[n * n + p] as f64 / per_count;
-            assert!((k - k.round()).abs() < 1e-3 * k.max(1.0), "non-integer counts {k}");
+            assert!(
+                (k - k.round()).abs() < 1e-3 * k.max(1.0),
+                "non-integer counts {k}"
+            );
             counts += k.round();
         }
         // Expected counts from the PSF-blurred clean map: the PSF conserves flux away from the edges, so use the
         // clean sum (the cluster's flux near the edge is negligible).
-        expected += ci[n * n..].iter().map(|&v| v as f64 / per_count).sum::<f64>() + bkg * (n * n) as f64;
+        expected += ci[n * n..]
+            .iter()
+            .map(|&v| v as f64 / per_count)
+            .sum::<f64>()
+            + bkg * (n * n) as f64;
     }
     let m = resid.iter().sum::<f64>() / resid.len() as f64;
     let sd = (resid.iter().map(|v| (v - m).powi(2)).sum::<f64>() / resid.len() as f64).sqrt();
-    assert!((sd / sigma_pix - 1.0).abs() < 0.03, "y noise {sd:e} vs {sigma_pix:e}");
-    assert!((counts - expected).abs() < 3.0 * expected.sqrt() + 1e-3 * expected, "{counts} vs {expected}");
+    assert!(
+        (sd / sigma_pix - 1.0).abs() < 0.03,
+        "y noise {sd:e} vs {sigma_pix:e}"
+    );
+    assert!(
+        (counts - expected).abs() < 3.0 * expected.sqrt() + 1e-3 * expected,
+        "{counts} vs {expected}"
+    );
     let total_in = 1.0;
     let k = beam_kernel(1.08);
     let mut impulse = vec![0.0; 41 * 41];

@@ -13,7 +13,8 @@ use super::observe::{
     add_white_noise, beam_kernel, convolve_separable, crop, fwhm_to_sigma, poisson_xray, ObsConfig,
 };
 use super::project::{
-    mat_vec, rotation_matrix, shape_matrix, unit_volume_axes, ProjTable, Quadrature, RadialTable, SkyEllipse,
+    mat_vec, rotation_matrix, shape_matrix, unit_volume_axes, ProjTable, Quadrature, RadialTable,
+    SkyEllipse,
 };
 use super::rng::{Rng, Stream};
 
@@ -223,7 +224,13 @@ fn project_icm(icm: &IcmProfile, rs: f64, cfg: &MockConfig, quad: &Quadrature) -
         icm.r_trunc,
         nc.radial_samples,
     );
-    ProjTable::<3>::build(|r, out| radial.eval(r, out), r_ref, icm.r_trunc, nc.table_nodes, quad)
+    ProjTable::<3>::build(
+        |r, out| radial.eval(r, out),
+        r_ref,
+        icm.r_trunc,
+        nc.table_nodes,
+        quad,
+    )
 }
 
 /// Unit conversions from profile integrals to map units (spec §4).
@@ -623,11 +630,18 @@ impl Cluster {
         let nc = &self.cfg.numerics;
         let near2 = (nc.centre_radius_px * pixel).powi(2);
         let half_diag = std::f64::consts::FRAC_1_SQRT_2 * pixel;
-        let near = |xc: f64, yc: f64, c: [f64; 3]| (c[0] - xc).powi(2) + (c[1] - yc).powi(2) <= near2;
+        let near =
+            |xc: f64, yc: f64, c: [f64; 3]| (c[0] - xc).powi(2) + (c[1] - yc).powi(2) <= near2;
         let reaches = |xc: f64, yc: f64, c: [f64; 3], r: f64| {
             (c[0] - xc).powi(2) + (c[1] - yc).powi(2) < (r + half_diag).powi(2)
         };
-        let k_for = |fine: bool| if fine { nc.subsample_centre } else { nc.subsample };
+        let k_for = |fine: bool| {
+            if fine {
+                nc.subsample_centre
+            } else {
+                nc.subsample
+            }
+        };
         let mut maps: [Vec<f64>; 4] = std::array::from_fn(|_| vec![0.0; m * m]);
         let coord = |k: usize| (k as f64 + 0.5 - m as f64 / 2.0) * pixel;
         for i in 0..m {
@@ -649,7 +663,9 @@ impl Cluster {
                     }
                 }
                 if let Some(sec) = &self.secondary {
-                    if reaches(xc, yc, sec.pos, sec.r200) || reaches(xc, yc, sec.gas_centre, sec.r200) {
+                    if reaches(xc, yc, sec.pos, sec.r200)
+                        || reaches(xc, yc, sec.gas_centre, sec.r200)
+                    {
                         let fine = near(xc, yc, sec.pos) || near(xc, yc, sec.gas_centre);
                         pixel_average(xc, yc, pixel, k_for(fine), &mut acc, |x, y, a| {
                             self.add_secondary(sec, x, y, a)

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::ranged1d::{AsRangedCoord, DefaultFormatting, KeyPointHint, ValueFormatter};
 
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
@@ -18,9 +18,10 @@ use super::text::{draw_label, label_height, label_width, Label, Orient};
 pub const PANEL_W: u32 = 800;
 pub const PANEL_H: u32 = 640;
 const TITLE_STRIP_PX: u32 = 70;
-/// Room left of / below the plotting area for tick labels and the axis label.
-pub const Y_AXIS_PX: u32 = 150;
-pub const X_AXIS_PX: u32 = 110;
+/// Room below the plotting area for tick labels and the axis label.
+const X_AXIS_PX: u32 = 110;
+/// Left edge of a panel to the (rotated) y-axis label.
+const Y_LABEL_PAD_PX: i32 = 12;
 
 /// Canvas size of `n` panels in rows of `cols`, with or without a title strip.
 pub fn canvas_size(n: usize, cols: usize, titled: bool) -> (u32, u32) {
@@ -59,6 +60,71 @@ pub fn panel_areas<DB: DrawingBackend>(
     Ok(areas)
 }
 
+/// A linear axis over `range` whose ticks are exactly `ticks`. plotters' own f64 axis chooses its ticks itself
+/// (so tick formatting could not know the step) and lacks the default formatter the mesh requires.
+#[derive(Debug, Clone)]
+pub struct LinearAxis {
+    pub range: Range<f64>,
+    pub ticks: Vec<f64>,
+}
+
+impl Ranged for LinearAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let f = (v - self.range.start) / (self.range.end - self.range.start);
+        limit.0 + (f * (limit.1 - limit.0) as f64).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            vec![]
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+/// The chart type built by [`chart_on`] from two axis descriptions.
+pub type Chart2d<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// A chart on `area` with the plotting area placed so that the y tick labels (`y_ticks`, as the mesh will write
+/// them) and the y-axis label just fit on its left: panels with short tick labels do not waste space and the
+/// axis label stays next to its ticks.
+pub fn chart_on<'a, DB, X, Y>(
+    area: &'a DrawingArea<DB, Shift>,
+    x: X,
+    y: Y,
+    y_ticks: &[String],
+) -> Result<Chart2d<'a, DB, X, Y>, DrawError>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
+    let mut widest = 0;
+    for t in y_ticks {
+        widest = widest.max(label_width(area, &Label::new(t, TICK_PX))?);
+    }
+    let label = label_height(&Label::new("M", LABEL_PX));
+    let y_axis = Y_LABEL_PAD_PX + label + 16 + widest + TICK_MARK_PX + 10;
+    Ok(ChartBuilder::on(area)
+        .margin_top(24)
+        .margin_right(36)
+        .x_label_area_size(X_AXIS_PX)
+        .y_label_area_size(y_axis as u32)
+        .build_cartesian_2d(x, y)?)
+}
+
 /// Axis labels (markup) centred on the plotting area `plot` (absolute pixel ranges, as plotters reports them).
 pub fn axis_labels<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -82,7 +148,7 @@ pub fn axis_labels<DB: DrawingBackend>(
         (HPos::Center, VPos::Top),
         Orient::Horizontal,
     )?;
-    let y_at = (12, (yr.start + yr.end) / 2);
+    let y_at = (Y_LABEL_PAD_PX, (yr.start + yr.end) / 2);
     draw_label(
         area,
         &Label::new(y_label, LABEL_PX),
@@ -91,6 +157,8 @@ pub fn axis_labels<DB: DrawingBackend>(
         Orient::Up,
     )
 }
+
+const TICK_MARK_PX: i32 = 8;
 
 /// The common mesh: light decade/tick grid, ink axes, tick labels in the tick font. `fx`/`fy` format tick values.
 pub fn draw_mesh<DB, X, Y>(
@@ -111,9 +179,7 @@ where
         .label_style((style::FONT, TICK_PX).into_font().color(&INK))
         .x_label_formatter(fx)
         .y_label_formatter(fy)
-        .x_labels(8)
-        .y_labels(8)
-        .set_all_tick_mark_size(8)
+        .set_all_tick_mark_size(TICK_MARK_PX)
         .draw()?;
     Ok(())
 }
@@ -208,7 +274,7 @@ fn draw_swatch<DB: DrawingBackend>(
         ))?,
         Swatch::Line(c) => area.draw(&PathElement::new(ends, c.stroke_width(LINE_PX)))?,
         Swatch::Dashed(c) => area.draw(&DashedPathElement::new(
-            ends.into_iter(),
+            ends,
             10,
             7,
             c.stroke_width(LINE_PX),

@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::chart::{self, Corner, Swatch};
+use super::chart::{self, Corner, LinearAxis, Swatch};
 use super::figure::{render, Draw, DrawResult, Figure};
 use super::style::{self, GREY, LINE_PX};
 use crate::{Error, Result};
@@ -123,19 +123,30 @@ fn draw_panel<DB: DrawingBackend>(
         .collect();
     let top = counts.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
     let (x0, x1) = (p.edges[0], p.edges[p.edges.len() - 1]);
+    // Headroom for the legend in an upper corner.
     let y_max = top * 1.3;
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(24)
-        .margin_right(36)
-        .x_label_area_size(chart::X_AXIS_PX)
-        .y_label_area_size(chart::Y_AXIS_PX)
-        .build_cartesian_2d(x0..x1, 0.0..y_max)?;
-    let (_, x_step) = style::nice_ticks(x0, x1, 6);
-    let (_, y_step) = style::nice_ticks(0.0, y_max, 6);
+    let (x_ticks, x_step) = style::nice_ticks(x0, x1, 6);
+    let (y_ticks, y_step) = style::count_ticks(0.0, y_max, 5);
+    let y_labels: Vec<String> = y_ticks
+        .iter()
+        .map(|v| style::linear_tick_label(*v, y_step))
+        .collect();
+    let mut chart = chart::chart_on(
+        area,
+        LinearAxis {
+            range: x0..x1,
+            ticks: x_ticks,
+        },
+        LinearAxis {
+            range: 0.0..y_max,
+            ticks: y_ticks,
+        },
+        &y_labels,
+    )?;
     chart::draw_mesh(
         &mut chart,
         &|v| style::linear_tick_label(*v, x_step),
-        &|v| style::linear_tick_label(*v, y_step.max(1.0)),
+        &|v| style::linear_tick_label(*v, y_step),
     )?;
     let mut legend = Vec::new();
     for (s, c) in p.series.iter().zip(&counts) {
@@ -157,9 +168,8 @@ fn draw_panel<DB: DrawingBackend>(
         }
     }
     for &x in &p.vlines {
-        let line = vec![(x, 0.0), (x, y_max)];
         chart.draw_series(std::iter::once(DashedPathElement::new(
-            line.into_iter(),
+            [(x, 0.0), (x, y_max)],
             10,
             7,
             GREY.stroke_width(LINE_PX - 1),
@@ -173,17 +183,35 @@ fn draw_panel<DB: DrawingBackend>(
     chart::draw_legend(area, &plot, &legend, p.legend)
 }
 
-/// The outline of a histogram: up, across, down for each bin, as one path.
+/// The outline of a histogram: up, across, down for each bin, as one path without repeated or collinear
+/// points (plotters joins thick lines through such points with visible kinks).
 fn step_outline(bars: impl Iterator<Item = (f64, f64, f64)>) -> Vec<(f64, f64)> {
-    let mut path = Vec::new();
-    for (a, b, n) in bars {
-        if path.is_empty() {
-            path.push((a, 0.0));
+    let mut path: Vec<(f64, f64)> = Vec::new();
+    let mut push = |p: (f64, f64)| {
+        let n = path.len();
+        if n >= 1 && path[n - 1] == p {
+            return;
         }
-        path.extend([(a, n), (b, n)]);
+        let collinear = n >= 2
+            && ((path[n - 2].0 == path[n - 1].0 && path[n - 1].0 == p.0)
+                || (path[n - 2].1 == path[n - 1].1 && path[n - 1].1 == p.1));
+        if collinear {
+            path[n - 1] = p;
+        } else {
+            path.push(p);
+        }
+    };
+    let mut last_x = None;
+    for (a, b, n) in bars {
+        if last_x.is_none() {
+            push((a, 0.0));
+        }
+        push((a, n));
+        push((b, n));
+        last_x = Some(b);
     }
-    if let Some(&(b, _)) = path.last() {
-        path.push((b, 0.0));
+    if let Some(b) = last_x {
+        push((b, 0.0));
     }
     path
 }
@@ -219,6 +247,11 @@ mod tests {
             vec![2, 1, 0, 2]
         );
         assert_eq!(integer_edges(0, 2), vec![-0.5, 0.5, 1.5, 2.5]);
+        let bars = [(0.0, 1.0, 2.0), (1.0, 2.0, 2.0), (2.0, 3.0, 0.0)];
+        assert_eq!(
+            step_outline(bars.into_iter()),
+            vec![(0.0, 0.0), (0.0, 2.0), (2.0, 2.0), (2.0, 0.0), (3.0, 0.0)]
+        );
     }
 
     #[test]

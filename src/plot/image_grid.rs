@@ -199,7 +199,7 @@ impl ImageGrid<'_> {
                 self.n_pix
             ));
         }
-        if !(self.pixel_kpc > 0.0) {
+        if self.pixel_kpc.is_nan() || self.pixel_kpc <= 0.0 {
             return fail(format!("pixel size {} kpc", self.pixel_kpc));
         }
         for c in &self.columns {

@@ -22,6 +22,6 @@ pub use histogram::{histograms, integer_edges, uniform_edges, HistPanel, HistSer
 pub use image_grid::{
     image_grid, ColorScale, ImageColumn, ImageGrid, ImageRow, Marker, MarkerShape,
 };
-pub use scatter::{scatter_loglog, LogLogScatter, PointSet, PowerLaw, ScatterPanel};
 pub use plotters::style::RGBColor;
+pub use scatter::{scatter_loglog, LogLogScatter, PointSet, PowerLaw, ScatterPanel};
 pub use style::{mass_bin_color, series_color, Colormap};

@@ -79,7 +79,10 @@ pub struct ScatterPanel<'a> {
     pub y_label: String,
     pub points: Vec<PointSet<'a>>,
     pub lines: Vec<PowerLaw>,
+    /// Corners of the legends of the lines and of the point sets; the same corner gives one legend box.
+    /// In a rising relation, lines upper left and points lower right keep both off the data.
     pub legend: Corner,
+    pub points_legend: Corner,
 }
 
 /// A figure of log–log panels in rows of `cols`.
@@ -149,53 +152,48 @@ fn log_extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &ScatterPanel) -> DrawResult {
     let pairs = || p.points.iter().flat_map(valid_pairs);
     let (x0, x1) = log_extent(pairs().map(|(x, _)| x), 0.05);
-    // Room above the data for the legend, which sits in a corner.
     let (y0, y1) = log_extent(pairs().map(|(_, y)| y), 0.08);
     let y1 = y1 * (y1 / y0).powf(0.15);
-    let mut chart = ChartBuilder::on(area)
-        .margin_top(24)
-        .margin_right(36)
-        .x_label_area_size(chart::X_AXIS_PX)
-        .y_label_area_size(chart::Y_AXIS_PX)
-        .build_cartesian_2d(
-            (x0..x1)
-                .log_scale()
-                .with_key_points(style::log_ticks(x0, x1)),
-            (y0..y1)
-                .log_scale()
-                .with_key_points(style::log_ticks(y0, y1)),
-        )?;
+    let (x_ticks, y_ticks) = (style::log_ticks(x0, x1), style::log_ticks(y0, y1));
+    let y_labels: Vec<String> = y_ticks.iter().map(|v| style::log_tick_label(*v)).collect();
+    let mut chart = chart::chart_on(
+        area,
+        (x0..x1).log_scale().with_key_points(x_ticks),
+        (y0..y1).log_scale().with_key_points(y_ticks),
+        &y_labels,
+    )?;
     chart::draw_mesh(&mut chart, &|v| style::log_tick_label(*v), &|v| {
         style::log_tick_label(*v)
     })?;
 
-    let mut legend = Vec::new();
+    let mut point_legend = Vec::new();
     for s in &p.points {
         chart.draw_series(
             valid_pairs(s).map(|xy| Circle::new(xy, POINT_PX, s.color.mix(0.75).filled())),
         )?;
         if let Some(l) = &s.label {
-            legend.push((Swatch::Point(s.color), l.clone()));
+            point_legend.push((Swatch::Point(s.color), l.clone()));
         }
     }
+    let mut line_legend = Vec::new();
     for line in &p.lines {
         let ends = vec![(x0, line.at(x0)), (x1, line.at(x1))];
         let style = line.color.stroke_width(LINE_PX);
         if line.dashed {
-            chart.draw_series(std::iter::once(DashedPathElement::new(
-                ends.into_iter(),
-                14,
-                9,
-                style,
-            )))?;
+            chart.draw_series(std::iter::once(DashedPathElement::new(ends, 14, 9, style)))?;
         } else {
             chart.draw_series(std::iter::once(PathElement::new(ends, style)))?;
         }
-        legend.push((line.swatch(), line.label.clone()));
+        line_legend.push((line.swatch(), line.label.clone()));
     }
     let plot = chart.plotting_area().get_pixel_range();
     chart::axis_labels(area, &plot, &p.x_label, &p.y_label)?;
-    chart::draw_legend(area, &plot, &legend, p.legend)
+    if p.points_legend == p.legend {
+        point_legend.extend(line_legend);
+        return chart::draw_legend(area, &plot, &point_legend, p.legend);
+    }
+    chart::draw_legend(area, &plot, &line_legend, p.legend)?;
+    chart::draw_legend(area, &plot, &point_legend, p.points_legend)
 }
 
 impl Draw for LogLogScatter<'_> {
@@ -250,6 +248,7 @@ mod tests {
                 }],
                 lines: vec![line, reference],
                 legend: Corner::UpperLeft,
+                points_legend: Corner::LowerRight,
             }],
         };
         let fig = scatter_loglog(&s).unwrap();

@@ -166,19 +166,16 @@ pub fn log_tick_label(v: f64) -> String {
     }
 }
 
-/// A tick label for a linear axis: as few decimals as the step between ticks needs, true minus sign.
+/// A tick label for a linear axis: as many decimals as the step between ticks needs (0.25 → 2), true minus sign.
 pub fn linear_tick_label(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 || step <= 0.0 {
-        0
-    } else {
-        (-step.log10()).ceil() as usize
-    };
-    let s = format!(
-        "{:.*}",
-        decimals,
-        if v.abs() < step * 1e-9 { 0.0 } else { v }
-    );
-    s.replace('-', "−")
+    let decimals = (0..6)
+        .find(|&d| {
+            let scaled = step.abs() * 10f64.powi(d);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(6) as usize;
+    let v = if v.abs() < step.abs() * 1e-9 { 0.0 } else { v };
+    format!("{v:.decimals$}").replace('-', "−")
 }
 
 /// `v` with at most `decimals` decimals, trailing zeros removed.
@@ -195,15 +192,30 @@ fn trim_decimal(v: f64, decimals: usize) -> String {
 /// "Nice" tick positions (1, 2, 2.5 or 5 × 10ⁿ steps) covering `[lo, hi]` with about `target` ticks.
 /// Returns the ticks and the step.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, f64) {
+    ticks_with_steps(lo, hi, target, &[1.0, 2.0, 2.5, 5.0], 0.0)
+}
+
+/// As [`nice_ticks`] for counts: integer steps of 1, 2 or 5 × 10ⁿ only.
+pub fn count_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, f64) {
+    ticks_with_steps(lo, hi, target, &[1.0, 2.0, 5.0], 1.0)
+}
+
+fn ticks_with_steps(
+    lo: f64,
+    hi: f64,
+    target: usize,
+    mantissas: &[f64],
+    min_step: f64,
+) -> (Vec<f64>, f64) {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
         return (vec![lo], 1.0);
     }
-    let raw = (hi - lo) / target.max(1) as f64;
+    let raw = ((hi - lo) / target.max(1) as f64).max(min_step);
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+    let step = mantissas
         .iter()
         .map(|m| m * mag)
-        .find(|s| *s >= raw)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
         .unwrap_or(10.0 * mag);
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
@@ -251,6 +263,9 @@ mod tests {
         assert_eq!(log_tick_label(1e44), "10⁴⁴");
         assert_eq!(log_tick_label(2e44), "2×10⁴⁴");
         assert_eq!(linear_tick_label(-0.5, 0.5), "−0.5");
+        assert_eq!(linear_tick_label(14.25, 0.25), "14.25");
+        assert_eq!(linear_tick_label(200.0, 50.0), "200");
+        assert_eq!(linear_tick_label(1e-17, 0.1), "0.0");
     }
 
     #[test]
@@ -258,6 +273,8 @@ mod tests {
         let (t, s) = nice_ticks(0.0, 1.0, 5);
         assert_eq!(s, 0.2);
         assert_eq!(t.len(), 6);
+        assert_eq!(count_ticks(0.0, 13.0, 5), (vec![0.0, 5.0, 10.0], 5.0));
+        assert_eq!(count_ticks(0.0, 1.3, 5).1, 1.0);
         assert_eq!(log_ticks(1e-6, 1e-3), vec![1e-6, 1e-5, 1e-4, 1e-3]);
         assert_eq!(log_ticks(1.0, 20.0), vec![1.0, 2.0, 5.0, 10.0, 20.0]);
     }

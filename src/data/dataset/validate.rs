@@ -258,7 +258,7 @@ fn check_stats_channels(dir: &Path, manifest: &Manifest, stats: &NormStats) -> R
             ));
         }
         for (i, (d, s)) in declared.iter().zip(stored).enumerate() {
-            if *d != s.channel {
+            if !same_channel(d, &s.channel) {
                 return Err(Error::invalid(
                     path,
                     format!(
@@ -271,6 +271,16 @@ fn check_stats_channels(dir: &Path, manifest: &Manifest, stats: &NormStats) -> R
         }
     }
     Ok(())
+}
+
+/// Same name, unit and transform, the parameter to 1e-12 relative: JSON and TOML parsers may round the same
+/// decimal text differently in the last bit.
+fn same_channel(a: &ChannelSpec, b: &ChannelSpec) -> bool {
+    let (pa, pb) = (a.transform.parameter(), b.transform.parameter());
+    a.name == b.name
+        && a.unit == b.unit
+        && a.transform.name() == b.transform.name()
+        && close(pa, pb, 1e-12 * pb.abs())
 }
 
 fn describe(c: &ChannelSpec) -> String {
