@@ -572,3 +572,28 @@ fn same_cluster_at_every_resolution() {
     assert!((a / b - 1.0).abs() < 0.01, "{a:e} vs {b:e}");
     let _ = Physics::Full;
 }
+
+#[test]
+fn dm_peak_sits_at_the_centre() {
+    // The import plausibility rule (spec §7, rule 7) expects the brightest Σ_DM pixel within 0.1 L of the centre in
+    // ≥ 90 % of clusters; our own mocks must pass it (mergers are the exceptions).
+    let cfg = MockConfig::default();
+    let grid = Grid::new(64, cfg.side_kpc);
+    let central: usize = seeds(31, 300)
+        .par_iter()
+        .map(|&seed| {
+            let m = Cluster::from_seed(seed, &cfg).render_clean(&grid);
+            let p = (0..m.sigma_dm.len())
+                .max_by(|&a, &b| m.sigma_dm[a].total_cmp(&m.sigma_dm[b]))
+                .unwrap();
+            let r = grid
+                .centre(p % grid.n_pix)
+                .hypot(grid.centre(p / grid.n_pix));
+            usize::from(r <= 0.1 * cfg.side_kpc)
+        })
+        .sum();
+    assert!(
+        central >= 270,
+        "DM peak central in only {central}/300 clusters"
+    );
+}

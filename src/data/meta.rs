@@ -83,7 +83,7 @@ pub struct ClusterMeta {
     pub quat_x: f64,
     pub quat_y: f64,
     pub quat_z: f64,
-    /// Number of subhalos and their total mass fraction.
+    /// Number of subhalos and their bound mass (inside the tidal radii) as a fraction of M200c.
     pub n_sub: f64,
     pub f_sub: f64,
     /// 1 if a major merger is present, 0 otherwise.

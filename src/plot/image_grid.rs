@@ -405,23 +405,26 @@ impl ImageGrid<'_> {
     }
 }
 
-/// A marker with a dark halo, so it reads on both ends of the colour map.
+/// A marker with a dark halo, so it reads on both ends of the colour map. Its arms leave the centre open: the
+/// marked pixel (a DM or gas peak) stays visible.
 fn draw_marker<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     (x, y): (i32, i32),
     m: &Marker,
 ) -> DrawResult {
-    const ARM: i32 = 11;
-    let arms = match m.shape {
-        MarkerShape::Plus => [[(x - ARM, y), (x + ARM, y)], [(x, y - ARM), (x, y + ARM)]],
-        MarkerShape::Cross => [
-            [(x - ARM, y - ARM), (x + ARM, y + ARM)],
-            [(x - ARM, y + ARM), (x + ARM, y - ARM)],
-        ],
+    const INNER: i32 = 5;
+    const OUTER: i32 = 14;
+    let directions: [(i32, i32); 4] = match m.shape {
+        MarkerShape::Plus => [(1, 0), (-1, 0), (0, 1), (0, -1)],
+        MarkerShape::Cross => [(1, 1), (-1, -1), (1, -1), (-1, 1)],
     };
-    for (color, width) in [(style::INK, 7), (m.color, 3)] {
-        for arm in &arms {
-            root.draw(&PathElement::new(arm.to_vec(), color.stroke_width(width)))?;
+    // Diagonal arms are √2 longer per unit; shorten them so both shapes have the same size.
+    let scale = |r: i32, (dx, dy): (i32, i32)| if dx != 0 && dy != 0 { r * 5 / 7 } else { r };
+    for (color, width) in [(style::INK, 6), (m.color, 2)] {
+        for d in directions {
+            let (a, b) = (scale(INNER, d), scale(OUTER, d));
+            let arm = vec![(x + a * d.0, y + a * d.1), (x + b * d.0, y + b * d.1)];
+            root.draw(&PathElement::new(arm, color.stroke_width(width)))?;
         }
     }
     Ok(())
