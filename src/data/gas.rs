@@ -200,16 +200,32 @@ impl IcmProfile {
     }
 
     /// [n_e, P_e, ε = n_e n_H Λ(T)] at radius r, T = P_e/n_e; zero beyond the truncation radius.
+    ///
+    /// n_e and P_e fall smoothly to zero over the outer quarter of the truncation radius (a raised-cosine taper,
+    /// so T is unchanged and ε gets the taper squared). The spec's sharp cut at 3 R200c left a visible elliptical
+    /// step in Σ_gas of low-mass clusters, where the cut gas is still denser than the background slab; the taper
+    /// starts beyond R500c, so gas fractions and normalisations are untouched.
     #[inline]
     pub fn fields(&self, r: f64, cfg: &PressureConfig, out: &mut [f64; 3]) {
         if r >= self.r_trunc {
             *out = [0.0; 3];
             return;
         }
+        let w = self.taper(r);
         let ne = self.density.eval(r);
         let pe = self.pressure.pressure(r);
         let lam = cooling(pe / ne, cfg);
-        *out = [ne, pe, ne * ne / self.ne_over_nh * lam];
+        *out = [w * ne, w * pe, w * w * ne * ne / self.ne_over_nh * lam];
+    }
+
+    /// Raised-cosine window: 1 inside 0.75 r_trunc, 0 at r_trunc.
+    #[inline]
+    fn taper(&self, r: f64) -> f64 {
+        let r0 = 0.75 * self.r_trunc;
+        if r <= r0 {
+            return 1.0;
+        }
+        0.5 * (1.0 + (std::f64::consts::PI * (r - r0) / (self.r_trunc - r0)).cos())
     }
 
     /// Emission-weighted temperature within the sphere r < r_out [keV]: ∫ε T dV / ∫ε dV.
