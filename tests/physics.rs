@@ -247,11 +247,11 @@ fn radial_profile(map: &[f64], grid: &Grid) -> Vec<f64> {
     let n = grid.n_pix;
     let nb = n / 2;
     let (mut sum, mut cnt) = (vec![0.0; nb], vec![0usize; nb]);
-    for p in 0..n * n {
+    for (p, v) in map.iter().enumerate() {
         let r = grid.centre(p % n).hypot(grid.centre(p / n)) / grid.pixel_kpc();
         let b = r.floor() as usize;
         if b < nb {
-            sum[b] += map[p];
+            sum[b] += v;
             cnt[b] += 1;
         }
     }

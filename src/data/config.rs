@@ -432,6 +432,8 @@ impl MockConfig {
     }
 
     /// Rejects values that would make the model meaningless or produce NaN.
+    // Negated comparisons on purpose: `!(a < b)` also rejects NaN.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(m.to_string()));
         if !(self.z >= 0.0 && self.z < 10.0) {

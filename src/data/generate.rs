@@ -174,7 +174,7 @@ impl DatasetSpec {
     /// Rejects specs that would give an unusable or self-overlapping dataset.
     pub fn validate(&self) -> Result<()> {
         self.mock.validate()?;
-        if self.n_pix < 2 || self.n_pix % 2 != 0 {
+        if self.n_pix < 2 || !self.n_pix.is_multiple_of(2) {
             return Err(Error::Config(format!(
                 "n_pix must be even and ≥ 2 (the cluster sits on the corner of the four central pixels), got {}",
                 self.n_pix

@@ -192,19 +192,13 @@ impl<const S: usize> ProjTable<S> {
         let t = u - k as f64;
         if u < 0.0 {
             // Power law below the first node (unreachable with the floor, kept for safety).
-            let mut out = [0.0; S];
-            for s in 0..S {
-                out[s] = (self.ln_f[0][s] + self.slope[0][s] * u * self.dln).exp();
-            }
-            return out;
+            return std::array::from_fn(|s| {
+                (self.ln_f[0][s] + self.slope[0][s] * u * self.dln).exp()
+            });
         }
         if k + 2 >= last {
             // Last two intervals: linear in F.
-            let mut out = [0.0; S];
-            for s in 0..S {
-                out[s] = self.f[k][s] + t * (self.f[k + 1][s] - self.f[k][s]);
-            }
-            return out;
+            return std::array::from_fn(|s| self.f[k][s] + t * (self.f[k + 1][s] - self.f[k][s]));
         }
         let t2 = t * t;
         let t3 = t2 * t;
@@ -212,15 +206,13 @@ impl<const S: usize> ProjTable<S> {
         let h10 = t3 - 2.0 * t2 + t;
         let h01 = -2.0 * t3 + 3.0 * t2;
         let h11 = t3 - t2;
-        let mut out = [0.0; S];
-        for s in 0..S {
+        std::array::from_fn(|s| {
             let y = h00 * self.ln_f[k][s]
                 + h10 * self.dln * self.slope[k][s]
                 + h01 * self.ln_f[k + 1][s]
                 + h11 * self.dln * self.slope[k + 1][s];
-            out[s] = y.exp();
-        }
-        out
+            y.exp()
+        })
     }
 }
 
