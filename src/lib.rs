@@ -15,8 +15,10 @@
 //! offsets, exact ellipsoidal line-of-sight projection, Compton-y and soft-band X-ray maps, beams and noise.
 
 pub mod data;
+pub mod edm;
 pub mod error;
 pub mod plot;
+pub mod sde;
 
 pub use error::{Error, Result};
 
