@@ -16,7 +16,9 @@
 
 pub mod data;
 pub mod edm;
+pub mod ema;
 pub mod error;
+pub mod optim;
 pub mod plot;
 pub mod sde;
 
