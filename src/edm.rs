@@ -20,7 +20,7 @@ use rand_core::RngCore;
 use crate::sde::standard_normals_f64;
 use crate::{Error, Result};
 
-/// σ_data of \[K22\] (images in [−1, 1]); the reference point for rescaling its σ-constants.
+/// σ_data of \[K22\] (images in \[−1, 1\]); the reference point for rescaling its σ-constants.
 pub const K22_SIGMA_DATA: f64 = 0.5;
 /// Mean of ln σ of \[K22\]'s training distribution at σ_d = 0.5 (`EDMLoss.P_mean`).
 pub const K22_P_MEAN: f64 = -1.2;

@@ -32,7 +32,7 @@ pub struct MockConfig {
     pub self_similar: bool,
     /// Redshift of every cluster.
     pub z: f64,
-    /// Side of the square field of view [physical kpc], the same for every cluster and resolution.
+    /// Side of the square field of view \[physical kpc\], the same for every cluster and resolution.
     pub side_kpc: f64,
     pub cosmology: Cosmology,
     pub mass: MassConfig,
@@ -68,7 +68,7 @@ impl Default for MockConfig {
     }
 }
 
-/// Primary-halo mass range: M200c log-uniform in [10^min, 10^max] M_sun (spec §2.1).
+/// Primary-halo mass range: M200c log-uniform in \[10^min, 10^max\] M_sun (spec §2.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MassConfig {
@@ -85,19 +85,19 @@ impl Default for MassConfig {
     }
 }
 
-/// Concentration–mass relation [D08] and halo shape (spec §2.1–2.2).
+/// Concentration–mass relation \[D08\] and halo shape (spec §2.1–2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HaloConfig {
     pub c_norm: f64,
     pub c_mass_slope: f64,
     pub c_z_slope: f64,
-    /// Pivot mass of the c–M relation [M_sun] (2e12 h⁻¹ M_sun).
+    /// Pivot mass of the c–M relation \[M_sun\] (2e12 h⁻¹ M_sun).
     pub c_pivot_msun: f64,
     pub c_scatter_dex: f64,
     pub c_min: f64,
     pub c_max: f64,
-    /// Minor-to-major axis ratio s = c/a ~ N(mean, sd) clipped to [min, max]; q = b/a ~ U(s, 1).
+    /// Minor-to-major axis ratio s = c/a ~ N(mean, sd) clipped to \[min, max\]; q = b/a ~ U(s, 1).
     pub s_mean: f64,
     pub s_sd: f64,
     pub s_min: f64,
@@ -125,7 +125,7 @@ impl Default for HaloConfig {
     }
 }
 
-/// Universal pressure profile [A10] and the mass–temperature relation [APP05] (spec §2.4).
+/// Universal pressure profile \[A10\] and the mass–temperature relation \[APP05\] (spec §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PressureConfig {
@@ -140,10 +140,10 @@ pub struct PressureConfig {
     pub c500_scatter: f64,
     /// c500 ∝ (c/c̄)^coupling: gas concentration inherits part of the DM scatter.
     pub c500_conc_coupling: f64,
-    /// Temperature clamp inside Λ(T) [keV].
+    /// Temperature clamp inside Λ(T) \[keV\].
     pub t_min_kev: f64,
     pub t_max_kev: f64,
-    /// Soft-band cooling function Λ(T) = Λ0 (T/5 keV)^λ_T [erg cm³ s⁻¹].
+    /// Soft-band cooling function Λ(T) = Λ0 (T/5 keV)^λ_T \[erg cm³ s⁻¹\].
     pub lambda0: f64,
     pub lambda_t: f64,
 }
@@ -168,7 +168,7 @@ impl Default for PressureConfig {
     }
 }
 
-/// ICM electron density [V06, simplified] and gas fraction (spec §2.4).
+/// ICM electron density \[V06, simplified\] and gas fraction (spec §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DensityConfig {
@@ -229,14 +229,14 @@ pub struct SubhaloConfig {
     /// Poisson mean λ = norm (M/1e14)^slope.
     pub count_norm: f64,
     pub count_slope: f64,
-    /// Mass fractions μ from dN/dμ ∝ μ^-index on [mu_min, mu_max]; total capped at `f_sub_max`.
+    /// Mass fractions μ from dN/dμ ∝ μ^-index on \[mu_min, mu_max\]; total capped at `f_sub_max`.
     pub mu_min: f64,
     pub mu_max: f64,
     pub mu_index: f64,
     pub f_sub_max: f64,
     /// Satellite number profile concentration = host c × factor.
     pub c_sat_factor: f64,
-    /// Minimum 3-D distance from the host centre [R200c].
+    /// Minimum 3-D distance from the host centre \[R200c\].
     pub d_min_r200: f64,
     /// Gas retained s_g ~ U(0, strip_max) min(1, d/R200c).
     pub strip_max: f64,
@@ -276,7 +276,7 @@ impl Default for SubhaloConfig {
 pub struct MergerConfig {
     pub enabled: bool,
     pub probability: f64,
-    /// Mass ratio ξ log-uniform in [xi_min, xi_max].
+    /// Mass ratio ξ log-uniform in \[xi_min, xi_max\].
     pub xi_min: f64,
     pub xi_max: f64,
     /// 3-D separation U(min, max) R200c.

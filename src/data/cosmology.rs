@@ -4,19 +4,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Proton mass [g].
+/// Proton mass \[g\].
 pub const M_PROTON_G: f64 = 1.672_622e-24;
-/// Solar mass [g].
+/// Solar mass \[g\].
 pub const M_SUN_G: f64 = 1.988_47e33;
-/// One kiloparsec [cm].
+/// One kiloparsec \[cm\].
 pub const KPC_CM: f64 = 3.085_678e21;
-/// σ_T / (m_e c²) [cm² keV⁻¹].
+/// σ_T / (m_e c²) \[cm² keV⁻¹\].
 pub const SIGMA_T_OVER_MEC2: f64 = 1.301_858e-27;
 /// Arcminutes² per steradian.
 pub const ARCMIN2_PER_SR: f64 = 1.181_81e7;
-/// ρ_crit,0 / h² [M_sun Mpc⁻³].
+/// ρ_crit,0 / h² \[M_sun Mpc⁻³\].
 const RHO_CRIT0_H2_MSUN_MPC3: f64 = 2.775_37e11;
-/// Speed of light [km/s].
+/// Speed of light \[km/s\].
 const C_KM_S: f64 = 299_792.458;
 
 /// Flat ΛCDM parameters and the hydrogen mass fraction. Stored in every dataset manifest.
@@ -59,12 +59,12 @@ impl Cosmology {
         self.e2(z).sqrt()
     }
 
-    /// ρ_crit(z) [M_sun kpc⁻³].
+    /// ρ_crit(z) \[M_sun kpc⁻³\].
     pub fn rho_crit(&self, z: f64) -> f64 {
         RHO_CRIT0_H2_MSUN_MPC3 * self.h * self.h * 1e-9 * self.e2(z)
     }
 
-    /// ρ_crit,0 [M_sun kpc⁻³].
+    /// ρ_crit,0 \[M_sun kpc⁻³\].
     pub fn rho_crit0(&self) -> f64 {
         self.rho_crit(0.0)
     }
@@ -79,7 +79,7 @@ impl Cosmology {
         (1.0 + self.x_hydrogen) / (2.0 * self.x_hydrogen)
     }
 
-    /// Angular-diameter distance D_A(z) [kpc]: composite Simpson on ∫dz/E with 2048 intervals (rel. err. < 1e-10).
+    /// Angular-diameter distance D_A(z) \[kpc\]: composite Simpson on ∫dz/E with 2048 intervals (rel. err. < 1e-10).
     pub fn angular_diameter_distance(&self, z: f64) -> f64 {
         let n = 2048;
         let h = z / n as f64;
@@ -97,7 +97,7 @@ impl Cosmology {
         self.angular_diameter_distance(z) * (std::f64::consts::PI / 180.0 / 60.0)
     }
 
-    /// R_Δ [kpc] of a spherical-overdensity mass M_Δ [M_sun] w.r.t. the critical density.
+    /// R_Δ \[kpc\] of a spherical-overdensity mass M_Δ \[M_sun\] w.r.t. the critical density.
     pub fn radius_delta(&self, m: f64, delta: f64, z: f64) -> f64 {
         (3.0 * m / (4.0 * std::f64::consts::PI * delta * self.rho_crit(z))).cbrt()
     }

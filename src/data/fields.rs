@@ -5,7 +5,7 @@ use rustfft::{num_complex::Complex, FftPlanner};
 
 use super::rng::Rng;
 
-/// A periodic scalar field on an n × n grid spanning [−L, L]² (cell centres at −L + (k + ½) cell).
+/// A periodic scalar field on an n × n grid spanning \[−L, L\]² (cell centres at −L + (k + ½) cell).
 #[derive(Debug, Clone)]
 pub struct GridField {
     n: usize,
@@ -56,7 +56,7 @@ impl GridField {
         }
     }
 
-    /// Bilinear interpolation at sky position (x, y) [kpc], periodic across the grid edges.
+    /// Bilinear interpolation at sky position (x, y) \[kpc\], periodic across the grid edges.
     pub fn at(&self, x: f64, y: f64) -> f64 {
         let n = self.n;
         let cell = 2.0 * self.half_side / n as f64;

@@ -1,26 +1,26 @@
-//! The intracluster medium (mock spec §2.4): electron pressure from the universal pressure profile [A10], electron
-//! density from a simplified [V06] model normalised to a gas fraction, temperature T = P_e/n_e (so y and S_X
-//! describe one self-consistent gas), the soft-band cooling function and the [APP05] mass–temperature relation.
+//! The intracluster medium (mock spec §2.4): electron pressure from the universal pressure profile \[A10\], electron
+//! density from a simplified \[V06\] model normalised to a gas fraction, temperature T = P_e/n_e (so y and S_X
+//! describe one self-consistent gas), the soft-band cooling function and the \[APP05\] mass–temperature relation.
 
 use super::config::{MockConfig, PressureConfig};
 use super::cosmology::{Cosmology, KPC_CM, M_PROTON_G, M_SUN_G};
 use super::halo::Nfw;
 use super::project::Quadrature;
 
-/// Converts n_e [cm⁻³] to gas mass density [M_sun kpc⁻³]: μ_e m_p KPC³ / M_sun.
+/// Converts n_e \[cm⁻³\] to gas mass density \[M_sun kpc⁻³\]: μ_e m_p KPC³ / M_sun.
 pub fn ne_to_rho(cosmo: &Cosmology) -> f64 {
     cosmo.mu_e() * M_PROTON_G * KPC_CM.powi(3) / M_SUN_G
 }
 
-/// [APP05] M–T relation: k_B T [keV] of a system with E(z) M500 = 3.84e14 M_sun (T/5 keV)^1.71.
+/// \[APP05\] M–T relation: k_B T \[keV\] of a system with E(z) M500 = 3.84e14 M_sun (T/5 keV)^1.71.
 pub fn t_app05(m500: f64, e_z: f64) -> f64 {
     5.0 * (e_z * m500 / 3.84e14).powf(1.0 / 1.71)
 }
 
-/// Generalised-NFW electron pressure P_e(r) [keV cm⁻³] [A10 eqs. 11–13], without the α'_P(x) term.
+/// Generalised-NFW electron pressure P_e(r) \[keV cm⁻³\] \[A10 eqs. 11–13\], without the α'_P(x) term.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Upp {
-    /// P500 (M500/3e14)^α_P × P0 × boost: everything in front of the shape [keV cm⁻³].
+    /// P500 (M500/3e14)^α_P × P0 × boost: everything in front of the shape \[keV cm⁻³\].
     pub amplitude: f64,
     pub c500: f64,
     pub gamma: f64,
@@ -52,7 +52,7 @@ impl Upp {
         }
     }
 
-    /// P_e(r) [keV cm⁻³].
+    /// P_e(r) \[keV cm⁻³\].
     #[inline]
     pub fn pressure(&self, r: f64) -> f64 {
         let x = self.c500 * r / self.r500;
@@ -63,7 +63,7 @@ impl Upp {
 }
 
 /// Shape parameters of the electron-density model n_e(r) = n_e0 (r/r_c)^{−α/2} (1+r²/r_c²)^{−3β/2+α/4}
-/// (1+r³/r_sg³)^{−ε/6} [V06 eq. 3 with one β component and γ_V = 3].
+/// (1+r³/r_sg³)^{−ε/6} \[V06 eq. 3 with one β component and γ_V = 3\].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DensityShape {
     pub rc: f64,
@@ -89,15 +89,15 @@ impl DensityShape {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ElectronDensity {
     pub shape: DensityShape,
-    /// Central normalisation [cm⁻³].
+    /// Central normalisation \[cm⁻³\].
     pub ne0: f64,
-    /// Baryon guard: n_cap(r) = guard f_b ρ_NFW(r) / (μ_e m_p) [cm⁻³] per unit ρ_NFW; 0 disables it.
+    /// Baryon guard: n_cap(r) = guard f_b ρ_NFW(r) / (μ_e m_p) \[cm⁻³\] per unit ρ_NFW; 0 disables it.
     cap_per_rho: f64,
     halo: Nfw,
 }
 
 impl ElectronDensity {
-    /// n_e(r) [cm⁻³], after the smooth cap n ← n [1 + (n/n_cap)⁴]^{-1/4}.
+    /// n_e(r) \[cm⁻³\], after the smooth cap n ← n \[1 + (n/n_cap)⁴\]^{-1/4}.
     #[inline]
     pub fn eval(&self, r: f64) -> f64 {
         let n = self.ne0 * self.shape.eval(r);
@@ -110,7 +110,7 @@ impl ElectronDensity {
         n / (1.0 + q2 * q2).sqrt().sqrt()
     }
 
-    /// Normalises n_e so that the gas mass within R500 is `m_gas` [M_sun] with the baryon guard applied. The ellipsoid has unit volume, so the spherical integral gives the ellipsoidal mass.
+    /// Normalises n_e so that the gas mass within R500 is `m_gas` \[M_sun\] with the baryon guard applied. The ellipsoid has unit volume, so the spherical integral gives the ellipsoidal mass.
     pub fn normalised(
         shape: DensityShape,
         halo: Nfw,
@@ -153,13 +153,13 @@ impl ElectronDensity {
         d
     }
 
-    /// ∫₀^R 4π n_e(r) r² dr [cm⁻³ kpc³], in ln r from 1e-7 R (the cusp r^{2−α/2} makes the rest negligible).
+    /// ∫₀^R 4π n_e(r) r² dr \[cm⁻³ kpc³\], in ln r from 1e-7 R (the cusp r^{2−α/2} makes the rest negligible).
     pub fn volume_integral(&self, r_out: f64, quad: &Quadrature) -> f64 {
         volume_integral(|r| self.eval(r), r_out, quad)
     }
 }
 
-/// ∫₀^R 4π f(r) r² dr by Gauss–Legendre in ln r over [1e-7 R, R].
+/// ∫₀^R 4π f(r) r² dr by Gauss–Legendre in ln r over \[1e-7 R, R\].
 pub fn volume_integral(mut f: impl FnMut(f64) -> f64, r_out: f64, quad: &Quadrature) -> f64 {
     let (a, b) = ((1e-7 * r_out).ln(), r_out.ln());
     4.0 * std::f64::consts::PI
@@ -169,7 +169,7 @@ pub fn volume_integral(mut f: impl FnMut(f64) -> f64, r_out: f64, quad: &Quadrat
         })
 }
 
-/// Soft-band cooling function Λ(T) = Λ0 (T/5 keV)^λ_T [erg cm³ s⁻¹], T clamped to the configured range.
+/// Soft-band cooling function Λ(T) = Λ0 (T/5 keV)^λ_T \[erg cm³ s⁻¹\], T clamped to the configured range.
 #[inline]
 pub fn cooling(t_kev: f64, cfg: &PressureConfig) -> f64 {
     if cfg.lambda_t == 0.0 {
@@ -183,7 +183,7 @@ pub fn cooling(t_kev: f64, cfg: &PressureConfig) -> f64 {
 pub struct IcmProfile {
     pub pressure: Upp,
     pub density: ElectronDensity,
-    /// Profiles vanish beyond this radius [kpc].
+    /// Profiles vanish beyond this radius \[kpc\].
     pub r_trunc: f64,
     /// n_e / n_H.
     ne_over_nh: f64,
@@ -199,7 +199,7 @@ impl IcmProfile {
         }
     }
 
-    /// [n_e, P_e, ε = n_e n_H Λ(T)] at radius r, T = P_e/n_e; zero beyond the truncation radius.
+    /// \[n_e, P_e, ε = n_e n_H Λ(T)\] at radius r, T = P_e/n_e; zero beyond the truncation radius.
     ///
     /// n_e and P_e fall smoothly to zero over the outer quarter of the truncation radius (a raised-cosine taper,
     /// so T is unchanged and ε gets the taper squared). The spec's sharp cut at 3 R200c left a visible elliptical
@@ -228,7 +228,7 @@ impl IcmProfile {
         0.5 * (1.0 + (std::f64::consts::PI * (r - r0) / (self.r_trunc - r0)).cos())
     }
 
-    /// Emission-weighted temperature within the sphere r < r_out [keV]: ∫ε T dV / ∫ε dV.
+    /// Emission-weighted temperature within the sphere r < r_out \[keV\]: ∫ε T dV / ∫ε dV.
     pub fn emission_weighted_t(&self, r_out: f64, cfg: &PressureConfig, quad: &Quadrature) -> f64 {
         let mut out = [0.0; 3];
         let num = volume_integral(

@@ -1,5 +1,5 @@
-//! Dark-matter haloes: the NFW profile [NFW97], its analytic projection [B96, WB00], spherical-overdensity radii
-//! and the concentration–mass relation [D08] (mock spec §2.1, §4).
+//! Dark-matter haloes: the NFW profile \[NFW97\], its analytic projection \[B96, WB00\], spherical-overdensity radii
+//! and the concentration–mass relation \[D08\] (mock spec §2.1, §4).
 
 use super::config::HaloConfig;
 use super::cosmology::Cosmology;
@@ -9,7 +9,7 @@ pub fn m_nfw(x: f64) -> f64 {
     (1.0 + x).ln() - x / (1.0 + x)
 }
 
-/// Median concentration c̄(M, z) = A (M/M_piv)^B (1+z)^C of [D08] (full sample, Δ = 200c).
+/// Median concentration c̄(M, z) = A (M/M_piv)^B (1+z)^C of \[D08\] (full sample, Δ = 200c).
 pub fn concentration_mean(m200c: f64, z: f64, cfg: &HaloConfig) -> f64 {
     cfg.c_norm * (m200c / cfg.c_pivot_msun).powf(cfg.c_mass_slope) * (1.0 + z).powf(cfg.c_z_slope)
 }
@@ -17,20 +17,20 @@ pub fn concentration_mean(m200c: f64, z: f64, cfg: &HaloConfig) -> f64 {
 /// A spherical NFW halo defined by M200c and c200c.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Nfw {
-    /// M200c [M_sun].
+    /// M200c \[M_sun\].
     pub m200: f64,
-    /// R200c [kpc].
+    /// R200c \[kpc\].
     pub r200: f64,
     /// Concentration c200c.
     pub c: f64,
-    /// Scale radius [kpc].
+    /// Scale radius \[kpc\].
     pub rs: f64,
-    /// Characteristic density [M_sun kpc⁻³].
+    /// Characteristic density \[M_sun kpc⁻³\].
     pub rho_s: f64,
 }
 
 impl Nfw {
-    /// The halo of mass `m200` [M_sun] and concentration `c` at redshift `z`.
+    /// The halo of mass `m200` \[M_sun\] and concentration `c` at redshift `z`.
     pub fn new(m200: f64, c: f64, z: f64, cosmo: &Cosmology) -> Self {
         let r200 = cosmo.radius_delta(m200, 200.0, z);
         let rs = r200 / c;
@@ -44,28 +44,28 @@ impl Nfw {
         }
     }
 
-    /// ρ(r) [M_sun kpc⁻³], untruncated.
+    /// ρ(r) \[M_sun kpc⁻³\], untruncated.
     pub fn density(&self, r: f64) -> f64 {
         let x = r / self.rs;
         self.rho_s / (x * (1.0 + x) * (1.0 + x))
     }
 
-    /// Mass inside the sphere of radius r [M_sun].
+    /// Mass inside the sphere of radius r \[M_sun\].
     pub fn mass_within(&self, r: f64) -> f64 {
         self.m200 * m_nfw(r / self.rs) / m_nfw(self.c)
     }
 
-    /// Projected surface density Σ(R) = 2 ρ_s r_s g(R/r_s) [M_sun kpc⁻²] of the untruncated halo [WB00 eq. 11].
+    /// Projected surface density Σ(R) = 2 ρ_s r_s g(R/r_s) \[M_sun kpc⁻²\] of the untruncated halo \[WB00 eq. 11\].
     pub fn sigma(&self, r_proj: f64) -> f64 {
         2.0 * self.rho_s * self.rs * nfw_g(r_proj / self.rs)
     }
 
-    /// Mass inside the cylinder of projected radius R [M_sun] of the untruncated halo [B96].
+    /// Mass inside the cylinder of projected radius R \[M_sun\] of the untruncated halo \[B96\].
     pub fn mass_cylinder(&self, r_proj: f64) -> f64 {
         4.0 * std::f64::consts::PI * self.rho_s * self.rs.powi(3) * nfw_h(r_proj / self.rs)
     }
 
-    /// (R500c [kpc], M500c [M_sun]) of the same spherical halo: solve m(x)/x³ = (500/200) m(c)/c³ by bisection.
+    /// (R500c \[kpc\], M500c \[M_sun\]) of the same spherical halo: solve m(x)/x³ = (500/200) m(c)/c³ by bisection.
     pub fn r500_m500(&self) -> (f64, f64) {
         let target = 2.5 * m_nfw(self.c) / self.c.powi(3);
         // m(x)/x³ decreases monotonically in x; x500 < c.
@@ -83,7 +83,7 @@ impl Nfw {
     }
 }
 
-/// The dimensionless projected NFW profile g(x) [WB00]; linear interpolation across |x − 1| < 1e-4 where the
+/// The dimensionless projected NFW profile g(x) \[WB00\]; linear interpolation across |x − 1| < 1e-4 where the
 /// closed forms cancel catastrophically.
 pub fn nfw_g(x: f64) -> f64 {
     const EPS: f64 = 1e-4;
@@ -103,7 +103,7 @@ fn nfw_g_exact(x: f64) -> f64 {
     }
 }
 
-/// Cylinder-mass function h(x) of the projected NFW [B96]: M_2D(<R) = 4π ρ_s r_s³ h(R/r_s).
+/// Cylinder-mass function h(x) of the projected NFW \[B96\]: M_2D(<R) = 4π ρ_s r_s³ h(R/r_s).
 pub fn nfw_h(x: f64) -> f64 {
     const EPS: f64 = 1e-4;
     if (x - 1.0).abs() < EPS {

@@ -48,7 +48,7 @@ pub const META_REQUIRED: [&str; 4] = ["index", "id", "m200c_msun", "z"];
 /// Edges of the four evaluation mass bins in log10(M200c / M_sun) (spec §8).
 pub const MASS_BIN_EDGES: [f64; 5] = [14.000, 14.325, 14.651, 14.976, 15.301];
 
-/// Mass bin 0..=3 of a cluster of mass `m200c` [M_sun]; masses outside the edges go to the end bins.
+/// Mass bin 0..=3 of a cluster of mass `m200c` \[M_sun\]; masses outside the edges go to the end bins.
 pub fn mass_bin(m200c: f64) -> u8 {
     let lm = m200c.log10();
     (1..4).filter(|&b| lm >= MASS_BIN_EDGES[b]).count() as u8
@@ -90,16 +90,16 @@ pub struct ClusterMeta {
     pub merger: f64,
     /// Secondary-to-primary mass ratio ξ (0 without merger).
     pub mass_ratio: f64,
-    /// Projected primary–secondary separation [kpc].
+    /// Projected primary–secondary separation \[kpc\].
     pub sep_proj_kpc: f64,
-    /// Projected gas–DM offsets of primary and secondary [kpc].
+    /// Projected gas–DM offsets of primary and secondary \[kpc\].
     pub offset1_proj_kpc: f64,
     pub offset2_proj_kpc: f64,
-    /// Emission-weighted temperature within R500c [keV].
+    /// Emission-weighted temperature within R500c \[keV\].
     pub tx_kev: f64,
-    /// Cylindrical integrated Compton Y within R500c [kpc²] (∫ y dA).
+    /// Cylindrical integrated Compton Y within R500c \[kpc²\] (∫ y dA).
     pub y500_cyl_kpc2: f64,
-    /// Cylindrical soft-band luminosity within R500c [erg/s].
+    /// Cylindrical soft-band luminosity within R500c \[erg/s\].
     pub lx500_soft_erg_s: f64,
     /// Evaluation mass bin 0..=3.
     pub mass_bin: u8,

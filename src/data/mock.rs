@@ -30,11 +30,11 @@ impl Grid {
     pub fn new(n_pix: usize, side_kpc: f64) -> Self {
         Grid { n_pix, side_kpc }
     }
-    /// Pixel side Δ [kpc].
+    /// Pixel side Δ \[kpc\].
     pub fn pixel_kpc(&self) -> f64 {
         self.side_kpc / self.n_pix as f64
     }
-    /// Coordinate [kpc] of the centre of pixel index `i` along one axis.
+    /// Coordinate \[kpc\] of the centre of pixel index `i` along one axis.
     pub fn centre(&self, i: usize) -> f64 {
         (i as f64 + 0.5 - self.n_pix as f64 / 2.0) * self.pixel_kpc()
     }
@@ -46,11 +46,11 @@ pub struct CleanMaps {
     pub grid: Grid,
     /// Compton-y (dimensionless).
     pub y: Vec<f64>,
-    /// Soft-band X-ray surface brightness [erg s⁻¹ cm⁻² arcmin⁻²].
+    /// Soft-band X-ray surface brightness \[erg s⁻¹ cm⁻² arcmin⁻²\].
     pub sx: Vec<f64>,
-    /// Projected gas density [M_sun kpc⁻²].
+    /// Projected gas density \[M_sun kpc⁻²\].
     pub sigma_gas: Vec<f64>,
-    /// Projected dark-matter density [M_sun kpc⁻²].
+    /// Projected dark-matter density \[M_sun kpc⁻²\].
     pub sigma_dm: Vec<f64>,
 }
 
@@ -77,7 +77,7 @@ pub struct Overrides {
     /// Force a merger (`Some(true)`) or none (`Some(false)`).
     pub merger: Option<bool>,
     pub merger_outgoing: Option<bool>,
-    /// Merger direction (unit 3-D vector, observer frame) and separation [R200c].
+    /// Merger direction (unit 3-D vector, observer frame) and separation \[R200c\].
     pub merger_direction: Option<[f64; 3]>,
     pub merger_sep_r200: Option<f64>,
     pub merger_offset_kpc: Option<f64>,
@@ -213,7 +213,7 @@ fn build_icm(
     }
 }
 
-/// Projection table of [n_e, P_e, ε] of an ICM out to its truncation radius. The profile is pre-sampled on a
+/// Projection table of \[n_e, P_e, ε\] of an ICM out to its truncation radius. The profile is pre-sampled on a
 /// fine radial grid first: evaluating it directly would cost several `powf` per quadrature node.
 fn project_icm(icm: &IcmProfile, rs: f64, cfg: &MockConfig, quad: &Quadrature) -> ProjTable<3> {
     let nc = &cfg.numerics;
@@ -236,11 +236,11 @@ fn project_icm(icm: &IcmProfile, rs: f64, cfg: &MockConfig, quad: &Quadrature) -
 /// Unit conversions from profile integrals to map units (spec §4).
 #[derive(Debug, Clone, Copy)]
 struct MapUnits {
-    /// Σ_gas per ∫n_e dl [M_sun kpc⁻² per cm⁻³ kpc].
+    /// Σ_gas per ∫n_e dl \[M_sun kpc⁻² per cm⁻³ kpc\].
     rho_per_ne: f64,
-    /// y per ∫P_e dl [per keV cm⁻³ kpc].
+    /// y per ∫P_e dl \[per keV cm⁻³ kpc\].
     y_per_p: f64,
-    /// S_X per ∫ε dl [erg s⁻¹ cm⁻² arcmin⁻² per erg s⁻¹ cm⁻³ kpc].
+    /// S_X per ∫ε dl \[erg s⁻¹ cm⁻² arcmin⁻² per erg s⁻¹ cm⁻³ kpc\].
     sx_per_eps: f64,
 }
 
@@ -258,11 +258,11 @@ impl MapUnits {
 /// A subhalo (spec §2.5): truncated NFW dark matter plus a stripped, displaced, isothermal β-model gas clump.
 #[derive(Debug, Clone)]
 struct Subhalo {
-    /// 3-D position of the DM centre in the observer frame [kpc].
+    /// 3-D position of the DM centre in the observer frame \[kpc\].
     pos: [f64; 3],
-    /// Truncation (tidal) radius [kpc].
+    /// Truncation (tidal) radius \[kpc\].
     r_t: f64,
-    /// Projected DM Σ(R) [M_sun kpc⁻²], already × (1 − f_b).
+    /// Projected DM Σ(R) \[M_sun kpc⁻²\], already × (1 − f_b).
     dm: ProjTable<1>,
     gas: Option<SubhaloGas>,
 }
@@ -317,7 +317,7 @@ pub struct Cluster {
     dm_norm: f64,
     icm: IcmProfile,
     icm_table: ProjTable<3>,
-    /// Primary gas displacement Δ₁ [kpc] (mergers).
+    /// Primary gas displacement Δ₁ \[kpc\] (mergers).
     gas_offset: [f64; 3],
     pub f_gas500: f64,
     pub p0: f64,
@@ -326,7 +326,7 @@ pub struct Cluster {
     subhalos: Vec<Subhalo>,
     /// Bound subhalo mass (inside the tidal radii) as a fraction of M200c.
     pub f_sub: f64,
-    /// β-model clump shapes in units of r_c, truncated at r_t: [∫(1+x²)^{−3β/2}, ∫(1+x²)^{−3β}].
+    /// β-model clump shapes in units of r_c, truncated at r_t: \[∫(1+x²)^{−3β/2}, ∫(1+x²)^{−3β}\].
     sub_gas_table: Option<ProjTable<2>>,
     secondary: Option<Secondary>,
     merger: Option<MergerInfo>,
@@ -556,14 +556,14 @@ impl Cluster {
         self.subhalos.len()
     }
 
-    /// Sky positions [kpc] of the DM and gas centres of the merging secondary, if any.
+    /// Sky positions \[kpc\] of the DM and gas centres of the merging secondary, if any.
     pub fn secondary_centres(&self) -> Option<([f64; 2], [f64; 2])> {
         self.secondary
             .as_ref()
             .map(|s| ([s.pos[0], s.pos[1]], [s.gas_centre[0], s.gas_centre[1]]))
     }
 
-    /// Adds the primary's DM and gas at sky point (x, y) to `acc` = [Σ_gas, Σ_DM, y, S_X].
+    /// Adds the primary's DM and gas at sky point (x, y) to `acc` = \[Σ_gas, Σ_DM, y, S_X\].
     #[inline]
     fn add_host(&self, x: f64, y: f64, acc: &mut [f64; 4]) {
         let u = &self.units;
@@ -619,7 +619,7 @@ impl Cluster {
         }
     }
 
-    /// Renders [Σ_gas, Σ_DM, y, S_X] as pixel averages on an `m × m` grid of pixel side `pixel` [kpc] centred on the
+    /// Renders \[Σ_gas, Σ_DM, y, S_X\] as pixel averages on an `m × m` grid of pixel side `pixel` \[kpc\] centred on the
     /// halo, then applies fluctuations and background (spec §4, §2.7). Returns four row-major maps.
     ///
     /// Each component is averaged with its own sub-sampling: k × k points, or the finer grid where the pixel centre
@@ -853,7 +853,7 @@ fn pixel_average(
     }
 }
 
-/// Fraction of each pixel inside the circle of radius `r` [kpc] about the map centre, from 8 × 8 sub-samples.
+/// Fraction of each pixel inside the circle of radius `r` \[kpc\] about the map centre, from 8 × 8 sub-samples.
 pub fn aperture_weights(grid: &Grid, r: f64) -> Vec<f64> {
     aperture_weights_subsampled(grid, r, 8)
 }
@@ -1012,7 +1012,7 @@ fn draw_subhalos(
     (subs, bound_mass / host.m200)
 }
 
-/// x with m(x) = target on [0, x_max] by bisection (m is increasing).
+/// x with m(x) = target on \[0, x_max\] by bisection (m is increasing).
 fn invert_m_nfw(target: f64, x_max: f64) -> f64 {
     let (mut lo, mut hi) = (0.0, x_max);
     for _ in 0..100 {

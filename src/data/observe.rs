@@ -37,19 +37,19 @@ impl std::str::FromStr for ObsPreset {
 #[serde(default, deny_unknown_fields)]
 pub struct ObsConfig {
     pub preset: ObsPreset,
-    /// SZ beam FWHM [arcmin]; 0 = no beam.
+    /// SZ beam FWHM \[arcmin\]; 0 = no beam.
     pub sz_beam_fwhm_arcmin: f64,
-    /// White y-noise level [y · arcmin]; per pixel σ = this / pixel side [arcmin]. 0 = no noise.
+    /// White y-noise level \[y · arcmin\]; per pixel σ = this / pixel side \[arcmin\]. 0 = no noise.
     pub y_noise_arcmin: f64,
-    /// X-ray PSF FWHM [arcsec]; 0 = no PSF.
+    /// X-ray PSF FWHM \[arcsec\]; 0 = no PSF.
     pub xray_psf_fwhm_arcsec: f64,
     /// Draw Poisson counts for S_X.
     pub xray_counts: bool,
-    /// Effective area × exposure time [cm² s].
+    /// Effective area × exposure time \[cm² s\].
     pub aeff_texp_cm2_s: f64,
-    /// Mean photon energy [keV].
+    /// Mean photon energy \[keV\].
     pub photon_energy_kev: f64,
-    /// X-ray background [counts arcmin⁻²], not subtracted.
+    /// X-ray background \[counts arcmin⁻²\], not subtracted.
     pub xray_background_per_arcmin2: f64,
 }
 
@@ -107,12 +107,12 @@ impl ObsConfig {
         self.y_noise_arcmin / pixel_arcmin
     }
 
-    /// S_X of one detected photon in one pixel [erg s⁻¹ cm⁻² arcmin⁻²]: the softening of the `slog10` transform.
+    /// S_X of one detected photon in one pixel \[erg s⁻¹ cm⁻² arcmin⁻²\]: the softening of the `slog10` transform.
     pub fn sx_per_count(&self, pixel_arcmin: f64) -> f64 {
         self.photon_energy_kev * KEV_ERG / (pixel_arcmin * pixel_arcmin * self.aeff_texp_cm2_s)
     }
 
-    /// Padding [pixels] needed so the widest beam sees no edge: ⌈5σ_px⌉.
+    /// Padding \[pixels\] needed so the widest beam sees no edge: ⌈5σ_px⌉.
     pub fn padding_px(&self, pixel_arcmin: f64) -> usize {
         let sz = fwhm_to_sigma(self.sz_beam_fwhm_arcmin) / pixel_arcmin;
         let xr = fwhm_to_sigma(self.xray_psf_fwhm_arcsec / 60.0) / pixel_arcmin;
@@ -126,7 +126,7 @@ pub fn fwhm_to_sigma(fwhm: f64) -> f64 {
 }
 
 /// Pixel-integrated Gaussian kernel K_m = Φ((m+½)/σ) − Φ((m−½)/σ), m = −r..=r with r = ⌈5σ⌉, normalised to unit
-/// sum. σ in pixels; σ ≤ 0 gives the identity kernel [1].
+/// sum. σ in pixels; σ ≤ 0 gives the identity kernel \[1\].
 pub fn beam_kernel(sigma_px: f64) -> Vec<f64> {
     if sigma_px <= 0.0 {
         return vec![1.0];

@@ -2,7 +2,7 @@
 //! F(R) = 2∫ f(√(R²+l²)) dl, and the exact reduction of an ellipsoidal profile f(r_e) to a 1-D table through the
 //! Schur complement of its shape matrix.
 
-/// Gauss–Legendre nodes and weights on [−1, 1] (Newton iteration on P_n, Golub–Welsch-free).
+/// Gauss–Legendre nodes and weights on \[−1, 1\] (Newton iteration on P_n, Golub–Welsch-free).
 pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut x = vec![0.0; n];
     let mut w = vec![0.0; n];
@@ -34,7 +34,7 @@ pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
     (x, w)
 }
 
-/// Composite Gauss–Legendre rule on [a, b]: `panels` equal panels of `nodes / panels` points each.
+/// Composite Gauss–Legendre rule on \[a, b\]: `panels` equal panels of `nodes / panels` points each.
 #[derive(Debug, Clone)]
 pub struct Quadrature {
     x: Vec<f64>,
@@ -136,7 +136,7 @@ const F_TINY: f64 = 1e-300;
 
 impl<const S: usize> ProjTable<S> {
     /// Tabulates the projection of `f` (which fills S values at 3-D radius r) on `nodes` radii log-spaced in
-    /// [1e-4 r_ref, r_max (1 − 1e-6)].
+    /// \[1e-4 r_ref, r_max (1 − 1e-6)\].
     pub fn build(
         f: impl Fn(f64, &mut [f64; S]),
         r_ref: f64,
@@ -228,7 +228,7 @@ pub struct RadialTable<const S: usize> {
 }
 
 impl<const S: usize> RadialTable<S> {
-    /// Samples `f` on `nodes` radii log-spaced over [r_min, r_max]; `f` must be positive there.
+    /// Samples `f` on `nodes` radii log-spaced over \[r_min, r_max\]; `f` must be positive there.
     pub fn sample(f: impl Fn(f64, &mut [f64; S]), r_min: f64, r_max: f64, nodes: usize) -> Self {
         let ln_r0 = r_min.ln();
         let dln = (r_max.ln() - ln_r0) / (nodes - 1) as f64;

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::observe::ObsConfig;
 use crate::{Error, Result};
 
-/// Floor of Σ_gas [M_sun kpc⁻²] (spec §4): far below any cluster outskirt, so only empty pixels hit it.
+/// Floor of Σ_gas \[M_sun kpc⁻²\] (spec §4): far below any cluster outskirt, so only empty pixels hit it.
 pub const FLOOR_SIGMA_GAS: f64 = 1e2;
-/// Floor of Σ_DM [M_sun kpc⁻²].
+/// Floor of Σ_DM \[M_sun kpc⁻²\].
 pub const FLOOR_SIGMA_DM: f64 = 1e3;
 /// Floor of Compton-y.
 pub const FLOOR_Y: f64 = 1e-10;
-/// Floor of S_X [erg s⁻¹ cm⁻² arcmin⁻²].
+/// Floor of S_X \[erg s⁻¹ cm⁻² arcmin⁻²\].
 pub const FLOOR_SX: f64 = 1e-22;
 
 /// The per-channel transform t(x). Serialised *flattened* into its channel, so the manifest reads
@@ -336,7 +336,7 @@ impl ChannelAcc {
         self.hist[b.clamp(0.0, (HIST_BINS - 1) as f64) as usize] += 1;
     }
 
-    /// Percentile q ∈ [0, 1] at rank q·(n−1) (numpy's default convention), interpolated within its bin.
+    /// Percentile q ∈ \[0, 1\] at rank q·(n−1) (numpy's default convention), interpolated within its bin.
     fn percentile(&self, q: f64) -> f64 {
         let rank = q * (self.n - 1) as f64;
         let mut below = 0u64;

@@ -89,7 +89,7 @@ fn parse_line(line: &str) -> Vec<Run> {
 }
 
 /// Appends a non-empty run. Spaces become no-break spaces: SVG collapses leading and trailing blanks of a
-/// `<text>` element, which would glue runs together ("M₅₀₀[kpc]").
+/// `<text>` element, which would glue runs together ("M₅₀₀\[kpc\]").
 fn push_run(runs: &mut Vec<Run>, text: String, scale: f64, shift: f64) {
     if !text.is_empty() {
         let text = text.replace(' ', "\u{a0}");
