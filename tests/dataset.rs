@@ -600,29 +600,13 @@ fn generation_is_byte_identical_across_thread_counts() {
         ],
         &a,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_contains(
-        &String::from_utf8_lossy(&out.stdout),
-        &["generated 64 clusters", "clusters/s"],
-    );
+    assert_cli_ok(&out, &["generated 64 clusters", "clusters/s"]);
     generate_dataset(&tiny16(), &b, 2, false, |_, _| {}).unwrap();
     let hashes = [hash_tree(&a), hash_tree(&b)];
     assert_eq!(hashes[0].len(), 11, "{:?}", hashes[0]);
     assert_eq!(hashes[0], hashes[1]);
     let out = cli(&["info", "--check", "--strict"], &a);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_contains(
-        &String::from_utf8_lossy(&out.stdout),
-        &["train 48", "Sigma_DM", "check: ok"],
-    );
+    assert_cli_ok(&out, &["train 48", "Sigma_DM", "check: ok"]);
 }
 
 #[test]
@@ -644,6 +628,16 @@ fn cli_reports_errors_without_panicking() {
 }
 
 /// Runs the `clustermaps` binary with `args` followed by `path`.
+/// Asserts the CLI run succeeded and its stdout contains every part.
+fn assert_cli_ok(out: &std::process::Output, parts: &[&str]) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_contains(&String::from_utf8_lossy(&out.stdout), parts);
+}
+
 fn cli(args: &[&str], path: &Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_clustermaps"))
         .args(args)
