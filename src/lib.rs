@@ -18,8 +18,10 @@ pub mod data;
 pub mod edm;
 pub mod ema;
 pub mod error;
+pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod precond;
 pub mod sde;
 
 pub use error::{Error, Result};

@@ -390,6 +390,97 @@ impl Sde for VpSde {
     }
 }
 
+/// Either SDE family, so that a model can hold "its" SDE as a value chosen from its config ([`Sde`] is generic
+/// over the RNG in [`Sde::prior_sampling`] and therefore not object-safe). Every method delegates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnySde {
+    Ve(VeSde),
+    Vp(VpSde),
+}
+
+impl AnySde {
+    /// Variance-equivalent noise level `σ(t) = std(t)/mean_coeff(t)`: a state `x_t = a x0 + std z` of either
+    /// family, divided by `a`, is a VE state at this σ (identity for VE).
+    pub fn sigma_equiv(&self, t: f64) -> f64 {
+        match self {
+            AnySde::Ve(s) => s.sigma(t),
+            AnySde::Vp(s) => {
+                let (a, std) = s.mean_coeff_std(t);
+                std / a
+            }
+        }
+    }
+
+    /// Marginal coefficients `(mean_coeff, std)` at time `t`.
+    pub fn mean_coeff_std(&self, t: f64) -> (f64, f64) {
+        match self {
+            AnySde::Ve(s) => s.mean_coeff_std(t),
+            AnySde::Vp(s) => s.mean_coeff_std(t),
+        }
+    }
+
+    /// The time `t ∈ [0, 1]` at which [`AnySde::sigma_equiv`] equals `sigma` (clamped to the SDE's range).
+    pub fn t_of_sigma_equiv(&self, sigma: f64) -> f64 {
+        let t = match self {
+            AnySde::Ve(s) => s.t_of_sigma(sigma),
+            AnySde::Vp(s) => {
+                // a² = 1/(1 + σ²) ⇒ ¼Δβ t² + ½β_min t − ½ln(1 + σ²) = 0; take the positive root.
+                let (qa, qb, qc) = (
+                    0.25 * (s.beta_max() - s.beta_min()),
+                    0.5 * s.beta_min(),
+                    -0.5 * sigma.powi(2).ln_1p(),
+                );
+                (-qb + (qb * qb - 4.0 * qa * qc).sqrt()) / (2.0 * qa)
+            }
+        };
+        t.clamp(0.0, 1.0)
+    }
+}
+
+impl Sde for AnySde {
+    fn n(&self) -> usize {
+        match self {
+            AnySde::Ve(s) => s.n(),
+            AnySde::Vp(s) => s.n(),
+        }
+    }
+    fn sde(&self, x: &Tensor, t: f64) -> Result<(Tensor, f64)> {
+        match self {
+            AnySde::Ve(s) => s.sde(x, t),
+            AnySde::Vp(s) => s.sde(x, t),
+        }
+    }
+    fn marginal_prob(&self, x0: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            AnySde::Ve(s) => s.marginal_prob(x0, t),
+            AnySde::Vp(s) => s.marginal_prob(x0, t),
+        }
+    }
+    fn prior_sampling(
+        &self,
+        shape: &Shape,
+        rng: &mut impl RngCore,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        match self {
+            AnySde::Ve(s) => s.prior_sampling(shape, rng, dev),
+            AnySde::Vp(s) => s.prior_sampling(shape, rng, dev),
+        }
+    }
+    fn discretize(&self, x: &Tensor, t: f64) -> Result<(Tensor, f64)> {
+        match self {
+            AnySde::Ve(s) => s.discretize(x, t),
+            AnySde::Vp(s) => s.discretize(x, t),
+        }
+    }
+    fn sampling_eps(&self) -> f64 {
+        match self {
+            AnySde::Ve(s) => s.sampling_eps(),
+            AnySde::Vp(s) => s.sampling_eps(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
