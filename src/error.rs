@@ -42,6 +42,25 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A checkpoint tensor whose shape does not fit the model built from the configuration.
+    #[error(
+        "checkpoint {path}: tensor {tensor} has shape {got:?}, the model expects {expected:?}"
+    )]
+    ConfigMismatch {
+        path: PathBuf,
+        tensor: String,
+        got: Vec<usize>,
+        expected: Vec<usize>,
+    },
+
+    /// A checkpoint that cannot be used (unreadable, truncated, wrong format, missing or extra tensors, bad metadata).
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+
+    /// A device that this build cannot use.
+    #[error("{0}")]
+    Device(String),
+
     /// Refusing to clobber existing results.
     #[error("{0} exists and is not empty; pass --force to overwrite it")]
     Exists(PathBuf),
@@ -66,6 +85,14 @@ impl Error {
     /// A format error for `path`.
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// A checkpoint error for `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Checkpoint {
             path: path.into(),
             msg: msg.into(),
         }

@@ -14,15 +14,21 @@
 //! substructure, gas from the universal pressure profile and a Vikhlinin-like density model, mergers with gas–DM
 //! offsets, exact ellipsoidal line-of-sight projection, Compton-y and soft-band X-ray maps, beams and noise.
 
+pub mod checkpoint;
 pub mod data;
+pub mod device;
 pub mod edm;
 pub mod ema;
 pub mod error;
+pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod precond;
+pub mod rng;
+pub mod sample;
 pub mod sde;
+pub mod train;
 
 pub use error::{Error, Result};
 

@@ -31,6 +31,30 @@ enum Command {
     Generate(GenerateArgs),
     /// Validate a dataset and summarise its manifest, splits and channel statistics.
     Info(InfoArgs),
+    /// Train the conditional score model on a dataset (score-model spec §7); resumable.
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Dataset directory (from `generate`, or imported maps in the same layout).
+    #[arg(long)]
+    data: PathBuf,
+    /// Configuration: a preset (tiny, cpu, paper) or a TOML file with [model] and [train] tables.
+    #[arg(long, default_value = "cpu")]
+    config: String,
+    /// Run directory: checkpoints, logs, run.toml.
+    #[arg(long)]
+    out: PathBuf,
+    /// Total number of training steps (overrides train.n_iters).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// cpu, cuda, cuda:N or auto (overrides train.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Continue the run in --out from its newest valid checkpoint.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -81,6 +105,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(a) => generate(a),
         Command::Info(a) => info(a),
+        Command::Train(a) => train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,6 +163,51 @@ impl GenerateArgs {
             ObsPreset::Realistic => "realistic",
         }
     }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use clustermaps::train::{open_run, Progress, RunRequest};
+    let req = RunRequest {
+        data: a.data,
+        config: a.config,
+        out: a.out,
+        steps: a.steps,
+        device: a.device,
+        resume: a.resume,
+    };
+    let (mut trainer, notes) = open_run(&req)?;
+    for n in &notes {
+        println!("{n}");
+    }
+    let cfg = trainer.config().clone();
+    println!(
+        "training {} on {} ({}): {} parameters, batch {}, steps {}..{}, device {}",
+        req.config,
+        req.data.display(),
+        cfg.model.architecture_key(),
+        clustermaps::model::param_count(&cfg.model),
+        cfg.train.batch_size,
+        trainer.step_count(),
+        cfg.train.n_iters,
+        clustermaps::device::device_name(trainer.device())
+    );
+    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Progress::Bar
+    } else {
+        Progress::Lines
+    };
+    trainer.fit(cfg.train.n_iters, progress)?;
+    let last = trainer.history().last();
+    let val = trainer.val_history().last();
+    println!(
+        "done: step {} | train loss/dim {} | val loss/dim {} | {:.0} s of training in all | checkpoints in {}",
+        trainer.step_count(),
+        last.map_or("-".into(), |r| format!("{:.4}", r.loss_per_dim)),
+        val.map_or("-".into(), |v| format!("{:.4}", v.mean)),
+        trainer.wall_s(),
+        req.out.display()
+    );
+    Ok(())
 }
 
 fn info(a: InfoArgs) -> Result<()> {

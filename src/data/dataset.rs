@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::npy::{read_npy_f32, write_npy_f32, NpyDtype, NpyF32Writer, NpyReader};
+pub use self::npy::{
+    read_npy_f32, write_npy_f32, write_npy_f64, NpyDtype, NpyF32Writer, NpyReader,
+};
 use super::config::MockConfig;
 use super::cosmology::Cosmology;
 use super::meta::{write_meta_csv, ClusterMeta};

@@ -193,14 +193,20 @@ impl ModelConfig {
         if self.cond_channels == 0 {
             return bad("cond_channels", "must be ≥ 1".into());
         }
-        if self.nf < 4 || self.nf % 4 != 0 {
-            return bad("nf", format!("{} must be a multiple of 4 (GroupNorm)", self.nf));
+        if self.nf < 4 || !self.nf.is_multiple_of(4) {
+            return bad(
+                "nf",
+                format!("{} must be a multiple of 4 (GroupNorm)", self.nf),
+            );
         }
         if self.ch_mult.is_empty() || self.ch_mult.contains(&0) {
-            return bad("ch_mult", format!("{:?} must be non-empty with entries ≥ 1", self.ch_mult));
+            return bad(
+                "ch_mult",
+                format!("{:?} must be non-empty with entries ≥ 1", self.ch_mult),
+            );
         }
         let stride = 1usize << (self.levels() - 1);
-        if self.image_size == 0 || self.image_size % stride != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(stride) {
             return bad(
                 "image_size",
                 format!(
@@ -216,10 +222,16 @@ impl ModelConfig {
             return bad("dropout", format!("{} outside [0, 1)", self.dropout));
         }
         if !(self.fourier_scale.is_finite() && self.fourier_scale > 0.0) {
-            return bad("fourier_scale", format!("{} must be finite and > 0", self.fourier_scale));
+            return bad(
+                "fourier_scale",
+                format!("{} must be finite and > 0", self.fourier_scale),
+            );
         }
         if !(self.sigma_data.is_finite() && self.sigma_data > 0.0) {
-            return bad("sigma_data", format!("{} must be finite and > 0", self.sigma_data));
+            return bad(
+                "sigma_data",
+                format!("{} must be finite and > 0", self.sigma_data),
+            );
         }
         match (self.precond, self.embedding, self.sde.kind) {
             (PrecondKind::Vp, Embedding::Positional, SdeKind::Vp) => {}
@@ -232,21 +244,26 @@ impl ModelConfig {
             (_, Embedding::Positional, _) => {
                 return bad(
                     "embedding",
-                    "\"positional\" (labels 999·t) only fits precond = \"vp\"; use \"fourier\"".into(),
+                    "\"positional\" (labels 999·t) only fits precond = \"vp\"; use \"fourier\""
+                        .into(),
                 )
             }
             (PrecondKind::Ve | PrecondKind::Edm, Embedding::Fourier, SdeKind::Ve) => {}
-            (_, _, SdeKind::Vp) => {
-                return bad("sde.kind", "\"vp\" needs precond = \"vp\"".into())
-            }
+            (_, _, SdeKind::Vp) => return bad("sde.kind", "\"vp\" needs precond = \"vp\"".into()),
         }
         let s = &self.sde;
         if !(s.sigma_min.is_finite() && s.sigma_min > 0.0) {
-            return bad("sde.sigma_min", format!("{} must be finite and > 0", s.sigma_min));
+            return bad(
+                "sde.sigma_min",
+                format!("{} must be finite and > 0", s.sigma_min),
+            );
         }
         if let Some(m) = s.sigma_max {
             if !(m.is_finite() && m > s.sigma_min) {
-                return bad("sde.sigma_max", format!("{m} must be finite and > sigma_min"));
+                return bad(
+                    "sde.sigma_max",
+                    format!("{m} must be finite and > sigma_min"),
+                );
             }
         }
         if s.n < 2 {
@@ -255,7 +272,10 @@ impl ModelConfig {
         if !(s.beta_min > 0.0 && s.beta_max > s.beta_min && s.beta_max.is_finite()) {
             return bad(
                 "sde.beta_min/beta_max",
-                format!("need 0 < beta_min < beta_max, got {} and {}", s.beta_min, s.beta_max),
+                format!(
+                    "need 0 < beta_min < beta_max, got {} and {}",
+                    s.beta_min, s.beta_max
+                ),
             );
         }
         Ok(())
@@ -313,7 +333,11 @@ mod tests {
         assert!(msg.contains("image_size"), "{msg}");
         let mut cfg = ModelConfig::tiny();
         cfg.embedding = Embedding::Positional;
-        assert!(cfg.validate().unwrap_err().to_string().contains("embedding"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("embedding"));
         let err = ModelConfig::from_toml_str("nf = 32\nwidth = 3\n").unwrap_err();
         assert!(err.to_string().contains("width"), "{err}");
     }

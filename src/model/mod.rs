@@ -1,5 +1,41 @@
 //! The conditional NCSN++-lite score network (design spec `score-model.md` §4) and its configuration.
+//!
+//! - [`config`]: [`ModelConfig`] and its presets.
+//! - [`embedding`]: Gaussian Fourier / sinusoidal noise embeddings and the time-embedding MLP.
+//! - [`blocks`]: \[S21\] `ResnetBlockBigGANpp`, convolutions, host-seeded dropout.
+//! - [`conv`]: 3×3 / 1×1 convolutions; im2col + matmul on the CPU.
+//! - [`attention`]: \[S21\] `AttnBlockpp`.
+//! - [`unet`]: [`NcsnppUnet`], [`param_count`], [`forward_flops`].
+//! - [`norm`]: GroupNorm (+ SiLU) as one fused CPU op.
+//! - [`init`]: \[S21\] `default_init` and [`seeded_var_builder`] (initial weights from the model seed).
+//!
+//! ## Sizes and cost
+//!
+//! From [`param_count`] and [`forward_flops`] (printed by the test `model::unet::tests::sizes_table`; 1 MAC = 2 FLOP,
+//! convolutions, dense layers, attention projections and products; GroupNorm/activations not counted). The parameter
+//! counts equal spec §6 and the PyTorch reference `benches/reference/unet_torch.py`; the Fourier matrix (`nf`
+//! constants) is not counted.
+//!
+//! | preset | params | forward GFLOP / sample |
+//! |---|---:|---:|
+//! | `paper` (nf 64, \[1, 2, 2, 2\], 2 res blocks, attn 16) @64² | 9 881 154 | 13.60 |
+//! | `paper` @128² with ch_mult \[1, 1, 2, 2, 2\] | 10 659 138 | 33.38 |
+//! | `cpu` (nf 32, \[1, 2, 2\], 2 res blocks, attn 16) @64² | 1 758 242 | 3.40 |
+//! | `cpu` with 1 res block @64² | 1 264 642 | 2.48 |
+//! | `tiny` (nf 16, \[1, 2\], 1 res block, attn 8) @16² | 190 370 | 0.039 |
+//!
+//! Training costs ≈ 3× the forward FLOPs per sample.
 
+pub mod attention;
+pub mod blocks;
 pub mod config;
+pub mod conv;
+pub mod embedding;
+pub mod init;
+pub mod norm;
+pub mod unet;
 
 pub use config::{Embedding, ModelConfig, PrecondKind, Resample, SdeConfig, SdeKind};
+pub use embedding::{GaussianFourierProjection, TimeEmbedding};
+pub use init::seeded_var_builder;
+pub use unet::{forward_flops, param_count, NcsnppUnet};

@@ -12,14 +12,18 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::figure::{DrawError, DrawResult};
 use super::style::{self, GREY, INK, LABEL_PX, LEGEND_PX, LINE_PX, POINT_PX, TICK_PX, TITLE_PX};
-use super::text::{draw_label, label_height, label_width, Label, Orient};
+use super::text::{draw_label, fit_width, label_height, label_width, Label, Orient};
 
 /// Size of one x–y panel in pixels.
 pub const PANEL_W: u32 = 800;
 pub const PANEL_H: u32 = 640;
 const TITLE_STRIP_PX: u32 = 70;
 /// Room below the plotting area for tick labels and the axis label.
-const X_AXIS_PX: u32 = 110;
+pub const X_AXIS_PX: u32 = 110;
+/// Room above the plotting area (half a tick label sticks out over the top tick).
+pub const MARGIN_TOP_PX: u32 = 24;
+/// Room right of the plotting area (half a tick label sticks out past the last x tick).
+pub const MARGIN_RIGHT_PX: u32 = 36;
 /// Left edge of a panel to the (rotated) y-axis label.
 const Y_LABEL_PAD_PX: i32 = 12;
 
@@ -111,17 +115,44 @@ where
     X: AsRangedCoord,
     Y: AsRangedCoord,
 {
+    let y_axis = y_axis_px(area, y_ticks)?;
+    chart_in(area, x, y, y_axis, MARGIN_TOP_PX, X_AXIS_PX)
+}
+
+/// Width in pixels left of the plotting area that holds the y tick labels `y_ticks` and the y-axis label.
+/// Charts stacked on a shared x axis take the largest of their widths, so their plotting areas line up.
+pub fn y_axis_px<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    y_ticks: &[String],
+) -> Result<u32, DrawError> {
     let mut widest = 0;
     for t in y_ticks {
         widest = widest.max(label_width(area, &Label::new(t, TICK_PX))?);
     }
     let label = label_height(&Label::new("M", LABEL_PX));
-    let y_axis = Y_LABEL_PAD_PX + label + 16 + widest + TICK_MARK_PX + 10;
+    Ok((Y_LABEL_PAD_PX + label + 16 + widest + TICK_MARK_PX + 10) as u32)
+}
+
+/// A chart on `area` with explicit room for the y axis (left, see [`y_axis_px`]), above the plotting area and
+/// below it (x tick labels and axis label: [`X_AXIS_PX`]; tick marks only: a few pixels).
+pub fn chart_in<'a, DB, X, Y>(
+    area: &'a DrawingArea<DB, Shift>,
+    x: X,
+    y: Y,
+    y_axis_px: u32,
+    top_px: u32,
+    x_axis_px: u32,
+) -> Result<Chart2d<'a, DB, X, Y>, DrawError>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
     Ok(ChartBuilder::on(area)
-        .margin_top(24)
-        .margin_right(36)
-        .x_label_area_size(X_AXIS_PX)
-        .y_label_area_size(y_axis as u32)
+        .margin_top(top_px)
+        .margin_right(MARGIN_RIGHT_PX)
+        .x_label_area_size(x_axis_px)
+        .y_label_area_size(y_axis_px)
         .build_cartesian_2d(x, y)?)
 }
 
@@ -132,14 +163,21 @@ pub fn axis_labels<DB: DrawingBackend>(
     x_label: &str,
     y_label: &str,
 ) -> DrawResult {
+    x_axis_label(area, plot, x_label)?;
+    y_axis_label(area, plot, y_label)
+}
+
+/// The x-axis label (markup) centred under the plotting area `plot` (absolute pixel ranges), below the tick
+/// labels.
+pub fn x_axis_label<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &(Range<i32>, Range<i32>),
+    x_label: &str,
+) -> DrawResult {
     let (bx, by) = area.get_base_pixel();
-    let (xr, yr) = (
-        plot.0.start - bx..plot.0.end - bx,
-        plot.1.start - by..plot.1.end - by,
-    );
     let x_at = (
-        (xr.start + xr.end) / 2,
-        yr.end + (1.7 * TICK_PX) as i32 + 10,
+        (plot.0.start + plot.0.end) / 2 - bx,
+        plot.1.end - by + (1.7 * TICK_PX) as i32 + 10,
     );
     draw_label(
         area,
@@ -147,15 +185,24 @@ pub fn axis_labels<DB: DrawingBackend>(
         x_at,
         (HPos::Center, VPos::Top),
         Orient::Horizontal,
-    )?;
-    let y_at = (Y_LABEL_PAD_PX, (yr.start + yr.end) / 2);
-    draw_label(
-        area,
-        &Label::new(y_label, LABEL_PX),
-        y_at,
-        (HPos::Center, VPos::Top),
-        Orient::Up,
     )
+}
+
+/// The y-axis label (markup) at the left edge of `area`, centred on the plotting area `plot` (absolute pixel
+/// ranges); shrunk (down to 60 %) where it is longer than the plotting area is tall, as on short sub-panels.
+pub fn y_axis_label<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &(Range<i32>, Range<i32>),
+    y_label: &str,
+) -> DrawResult {
+    let (_, by) = area.get_base_pixel();
+    let label = fit_width(
+        area,
+        Label::new(y_label, LABEL_PX),
+        plot.1.end - plot.1.start,
+    )?;
+    let y_at = (Y_LABEL_PAD_PX, (plot.1.start + plot.1.end) / 2 - by);
+    draw_label(area, &label, y_at, (HPos::Center, VPos::Top), Orient::Up)
 }
 
 const TICK_MARK_PX: i32 = 8;
@@ -191,6 +238,10 @@ pub enum Swatch {
     Line(RGBColor),
     Dashed(RGBColor),
     Bar(RGBColor),
+    /// A solid line with a point on it (a curve drawn with markers).
+    LinePoint(RGBColor),
+    /// A dashed line with a point on it.
+    DashedPoint(RGBColor),
 }
 
 /// Which corner of the plotting area a legend sits in.
@@ -206,6 +257,51 @@ pub enum Corner {
 const SWATCH_PX: i32 = 44;
 const LEGEND_PAD_PX: i32 = 12;
 
+/// A rectangle in absolute backend pixels, `(x range, y range)`, as plotters reports a plotting area.
+pub type PixelRect = (Range<i32>, Range<i32>);
+
+/// The box a legend of `entries` would take in `corner` of the plotting area `plot`, as absolute pixel ranges
+/// like `plot` (so callers can pick the corner that hides the least data); `None` when there are no entries.
+pub fn legend_bounds<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &(Range<i32>, Range<i32>),
+    entries: &[(Swatch, String)],
+    corner: Corner,
+) -> Result<Option<PixelRect>, DrawError> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let (w, h, _) = legend_layout(area, entries)?;
+    let inset = 14;
+    let x0 = match corner {
+        Corner::UpperLeft | Corner::LowerLeft => plot.0.start + inset,
+        Corner::UpperRight | Corner::LowerRight => plot.0.end - inset - w,
+    };
+    let y0 = match corner {
+        Corner::UpperLeft | Corner::UpperRight => plot.1.start + inset,
+        Corner::LowerLeft | Corner::LowerRight => plot.1.end - inset - h,
+    };
+    Ok(Some((x0..x0 + w, y0..y0 + h)))
+}
+
+/// Width, height and line pitch of the legend box of `entries`.
+fn legend_layout<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(Swatch, String)],
+) -> Result<(i32, i32, i32), DrawError> {
+    let mut text_w = 0;
+    let mut line_h = 0;
+    for (_, t) in entries {
+        let label = Label::new(t, LEGEND_PX);
+        text_w = text_w.max(label_width(area, &label)?);
+        line_h = line_h.max(label_height(&label));
+    }
+    let line_h = line_h + 10;
+    let w = SWATCH_PX + 10 + text_w + 2 * LEGEND_PAD_PX;
+    let h = line_h * entries.len() as i32 + 2 * LEGEND_PAD_PX - 10;
+    Ok((w, h, line_h))
+}
+
 /// Draws a boxed legend of `(swatch, markup)` entries in `corner` of the plotting area `plot` (absolute ranges).
 pub fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -213,30 +309,21 @@ pub fn draw_legend<DB: DrawingBackend>(
     entries: &[(Swatch, String)],
     corner: Corner,
 ) -> DrawResult {
-    if entries.is_empty() {
+    let Some((xs, ys)) = legend_bounds(area, plot, entries, corner)? else {
         return Ok(());
-    }
+    };
     let labels: Vec<Label> = entries
         .iter()
         .map(|(_, t)| Label::new(t, LEGEND_PX))
         .collect();
-    let mut text_w = 0;
-    for l in &labels {
-        text_w = text_w.max(label_width(area, l)?);
-    }
-    let line_h = labels.iter().map(label_height).max().unwrap_or(0) + 10;
-    let w = SWATCH_PX + 10 + text_w + 2 * LEGEND_PAD_PX;
-    let h = line_h * entries.len() as i32 + 2 * LEGEND_PAD_PX - 10;
+    let (_, _, line_h) = legend_layout(area, entries)?;
     let (bx, by) = area.get_base_pixel();
-    let inset = 14;
-    let x0 = match corner {
-        Corner::UpperLeft | Corner::LowerLeft => plot.0.start - bx + inset,
-        Corner::UpperRight | Corner::LowerRight => plot.0.end - bx - inset - w,
-    };
-    let y0 = match corner {
-        Corner::UpperLeft | Corner::UpperRight => plot.1.start - by + inset,
-        Corner::LowerLeft | Corner::LowerRight => plot.1.end - by - inset - h,
-    };
+    let (x0, y0, w, h) = (
+        xs.start - bx,
+        ys.start - by,
+        xs.len() as i32,
+        ys.len() as i32,
+    );
     area.draw(&Rectangle::new(
         [(x0, y0), (x0 + w, y0 + h)],
         WHITE.mix(0.9).filled(),
@@ -279,6 +366,14 @@ fn draw_swatch<DB: DrawingBackend>(
             7,
             c.stroke_width(LINE_PX),
         ))?,
+        Swatch::LinePoint(c) => {
+            draw_swatch(area, Swatch::Line(c), (x, y))?;
+            draw_swatch(area, Swatch::Point(c), (x, y))?
+        }
+        Swatch::DashedPoint(c) => {
+            draw_swatch(area, Swatch::Dashed(c), (x, y))?;
+            draw_swatch(area, Swatch::Point(c), (x, y))?
+        }
         Swatch::Bar(c) => {
             let rect = [(x + 4, y - 10), (x + SWATCH_PX - 4, y + 10)];
             area.draw(&Rectangle::new(rect, c.mix(0.35).filled()))?;

@@ -1,6 +1,6 @@
 //! Paper figures, shared by the CLI, tests and notebooks.
 //!
-//! Each plot kind is a plain description (`ImageGrid`, `Histograms`, `LogLogScatter`) built from slices in
+//! Each plot kind is a plain description (`ImageGrid`, `Histograms`, `LogLogScatter`, `LineFigure`) built from slices in
 //! physical units, and one function that renders it to a [`Figure`] — PNG bytes and SVG text from the same drawing
 //! code, so the two can never disagree. A `Figure` shows inline in an evcxr notebook when it is a cell's last
 //! expression and [`Figure::save`] writes `stem.png` + `stem.svg` atomically.
@@ -12,6 +12,7 @@ pub mod chart;
 pub mod figure;
 pub mod histogram;
 pub mod image_grid;
+pub mod lines;
 pub mod scatter;
 pub mod style;
 pub mod text;
@@ -22,6 +23,7 @@ pub use histogram::{histograms, integer_edges, uniform_edges, HistPanel, HistSer
 pub use image_grid::{
     image_grid, ColorScale, ImageColumn, ImageGrid, ImageRow, Marker, MarkerShape,
 };
+pub use lines::{line_figure, Axis, LineFigure, LinePanel, RefLine, Scale, Series, SubPanel};
 pub use plotters::style::RGBColor;
 pub use scatter::{scatter_loglog, LogLogScatter, PointSet, PowerLaw, ScatterPanel};
 pub use style::{mass_bin_color, series_color, Colormap};

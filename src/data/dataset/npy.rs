@@ -360,6 +360,37 @@ pub fn write_npy_f32(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Writes a whole little-endian f64 array (`<f8`, C order) atomically: logs and metrics for numpy users.
+pub fn write_npy_f64(path: &Path, data: &[f64], shape: &[usize]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if n != data.len() || shape.is_empty() {
+        return Err(Error::Shape {
+            what: path.display().to_string(),
+            got: shape.to_vec(),
+            expected: format!("a shape of rank ≥ 1 holding {} values", data.len()),
+        });
+    }
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    // NPY v1.0: magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, '\n'.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + 8 * data.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    crate::data::dataset::write_file_atomic(path, &bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,300 @@
+//! [`TrainConfig`] and [`RunConfig`] (design spec `score-model.md` §6): what a training run does, read from the
+//! `[train]` table of a run TOML; presets `paper`, `cpu` and `tiny` to match the model presets.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ModelConfig, PrecondKind};
+use crate::optim::AdamParams;
+use crate::{Error, Result};
+
+/// Which training objective (spec §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Denoising score matching with λ(t) = σ(t)² (\[S21\] `get_sde_loss_fn`).
+    Dsm,
+    /// \[K22\] `EDMLoss` (needs `precond = "edm"`).
+    Edm,
+}
+
+/// Reduction over the dimensions of one sample (\[S21\] `reduce_mean`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduce {
+    /// `½Σ` over dimensions (\[S21\] default, `reduce_mean = False`).
+    Sum,
+    /// Mean over dimensions.
+    Mean,
+}
+
+/// Data augmentation applied identically to condition and target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Augment {
+    None,
+    /// A random element of the dihedral group D4 (4 rotations × optional mirror): projected clusters have no
+    /// preferred orientation.
+    D4,
+}
+
+/// Hyper-parameters of a training run. Defaults from \[S21\] `configs/default_*_configs.py` and
+/// `ve/cifar10_ncsnpp_continuous.py` where they exist (spec §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Total number of optimiser steps of the run (`--steps` overrides).
+    pub n_iters: u64,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Linear learning-rate warm-up in steps (`lr·min(step/warmup, 1)`).
+    pub warmup: u64,
+    /// Global L2 gradient-norm clip; negative disables.
+    pub grad_clip: f64,
+    pub ema_decay: f64,
+    /// Smallest diffusion time of the DSM loss (\[S21\] `eps`).
+    pub t_eps: f64,
+    pub reduce: Reduce,
+    pub loss: LossKind,
+    pub augment: Augment,
+    /// Seed of batch order, augmentation, noise and dropout.
+    pub seed: u64,
+    /// Steps between log lines (the CSV gets every step).
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+    /// Periodic checkpoints kept besides `last` and `ema`.
+    pub keep_last: usize,
+    /// Steps between validation losses (0: only at checkpoints).
+    pub val_every: u64,
+    /// Validation clusters: the first `val_clusters` of the `val` split (0 disables validation).
+    pub val_clusters: usize,
+    /// Diffusion times at which the validation loss is measured (fixed noise seeds).
+    pub val_times: Vec<f64>,
+    /// Training maps used by Technique 1 for σ_max (spec §3).
+    pub sigma_max_maps: usize,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    /// The paper-like run (batch 64, 200 k steps), spec §6.
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: 64,
+            n_iters: 200_000,
+            lr: 2e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            warmup: 5000,
+            grad_clip: 1.0,
+            ema_decay: 0.999,
+            t_eps: 1e-5,
+            reduce: Reduce::Sum,
+            loss: LossKind::Dsm,
+            augment: Augment::D4,
+            seed: 42,
+            log_every: 50,
+            checkpoint_every: 1000,
+            keep_last: 3,
+            val_every: 1000,
+            val_clusters: 256,
+            val_times: vec![0.1, 0.3, 0.5, 0.7, 0.9],
+            sigma_max_maps: 2000,
+            device: "auto".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Paper-like training ([`TrainConfig::default`]), for a GPU.
+    pub fn paper() -> Self {
+        Self::default()
+    }
+
+    /// Sized for 2 CPU cores (≈ 8 s per step at 64²): batch 16, 20 k steps, 200 warm-up steps, a checkpoint and a
+    /// validation on 32 maps every 100 steps (≈ 4 % overhead).
+    pub fn cpu() -> Self {
+        TrainConfig {
+            batch_size: 16,
+            n_iters: 20_000,
+            warmup: 200,
+            log_every: 10,
+            checkpoint_every: 100,
+            val_every: 100,
+            val_clusters: 32,
+            ..Self::default()
+        }
+    }
+
+    /// For tests and quick demos: batch 8, 200 steps, no warm-up to speak of.
+    pub fn tiny() -> Self {
+        TrainConfig {
+            batch_size: 8,
+            n_iters: 200,
+            lr: 1e-3,
+            warmup: 10,
+            ema_decay: 0.99,
+            log_every: 10,
+            checkpoint_every: 50,
+            keep_last: 2,
+            val_every: 50,
+            val_clusters: 8,
+            val_times: vec![0.25, 0.5, 0.75],
+            sigma_max_maps: 500,
+            ..Self::default()
+        }
+    }
+
+    /// The optimiser's hyper-parameters.
+    pub fn adam(&self) -> AdamParams {
+        AdamParams {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            warmup: self.warmup,
+        }
+    }
+
+    /// Range-checks every field against `model`; messages name the field.
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(Error::Config(format!("train.{field}: {msg}")));
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be ≥ 1".into());
+        }
+        if self.n_iters == 0 {
+            return bad("n_iters", "must be ≥ 1".into());
+        }
+        self.adam()
+            .validate()
+            .map_err(|e| Error::Config(format!("train: {e}")))?;
+        if !self.grad_clip.is_finite() || self.grad_clip == 0.0 {
+            return bad(
+                "grad_clip",
+                format!("{} must be > 0 (or negative to disable)", self.grad_clip),
+            );
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("ema_decay", format!("{} outside [0, 1)", self.ema_decay));
+        }
+        if !(self.t_eps > 0.0 && self.t_eps < 0.5) {
+            return bad("t_eps", format!("{} outside (0, 0.5)", self.t_eps));
+        }
+        if self.loss == LossKind::Edm && model.precond != PrecondKind::Edm {
+            return bad("loss", "\"edm\" needs model.precond = \"edm\"".into());
+        }
+        if self.log_every == 0 || self.checkpoint_every == 0 {
+            return bad("log_every/checkpoint_every", "must be ≥ 1".into());
+        }
+        if self.keep_last == 0 {
+            return bad("keep_last", "must be ≥ 1".into());
+        }
+        if let Some(t) = self.val_times.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
+            return bad("val_times", format!("{t} outside (0, 1]"));
+        }
+        if self.val_clusters > 0 && self.val_times.is_empty() {
+            return bad("val_times", "empty while val_clusters > 0".into());
+        }
+        if self.sigma_max_maps < 2 {
+            return bad("sigma_max_maps", "must be ≥ 2".into());
+        }
+        crate::device::parse_device(&self.device).map(|_| ())
+    }
+}
+
+/// A run's complete configuration: the `[model]` and `[train]` tables of a run TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// A named preset (`paper`, `cpu`, `tiny`): model and training presets of the same name.
+    pub fn preset(name: &str) -> Result<Self> {
+        let train = match name {
+            "paper" => TrainConfig::paper(),
+            "cpu" => TrainConfig::cpu(),
+            "tiny" => TrainConfig::tiny(),
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown config '{other}' (expected paper, cpu, tiny or a path to a .toml file)"
+                )))
+            }
+        };
+        Ok(RunConfig {
+            model: ModelConfig::preset(name)?,
+            train,
+        })
+    }
+
+    /// A preset name or the path of a TOML file with `[model]` and `[train]` tables.
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        if matches!(arg, "paper" | "cpu" | "tiny") {
+            return Self::preset(arg);
+        }
+        let path = Path::new(arg);
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "config '{arg}' is neither a preset (paper, cpu, tiny) nor an existing file"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and validates a run TOML.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let cfg: RunConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml_string(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Config(format!("run config to TOML: {e}")))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate(&self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_roundtrip_and_validate() {
+        for name in ["paper", "cpu", "tiny"] {
+            let cfg = RunConfig::preset(name).unwrap();
+            cfg.validate().unwrap();
+            let back = RunConfig::from_toml_str(&cfg.to_toml_string().unwrap()).unwrap();
+            assert_eq!(back, cfg);
+        }
+        assert!(RunConfig::from_arg("no-such-preset").is_err());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err = RunConfig::from_toml_str("[train]\nbatch_size = 0\n").unwrap_err();
+        assert!(err.to_string().contains("batch_size"), "{err}");
+        let err = RunConfig::from_toml_str("[train]\nloss = \"edm\"\n").unwrap_err();
+        assert!(err.to_string().contains("loss"), "{err}");
+        let err = RunConfig::from_toml_str("[train]\nlearning_rate = 1.0\n").unwrap_err();
+        assert!(err.to_string().contains("learning_rate"), "{err}");
+        let err = RunConfig::from_toml_str("[train]\ndevice = \"tpu\"\n").unwrap_err();
+        assert!(err.to_string().contains("tpu"), "{err}");
+    }
+}

@@ -1,0 +1,780 @@
+//! Training of the conditional score model (design spec `score-model.md` §7): [`Trainer`] runs seeded steps of
+//! DSM or EDM loss with AdamW, warm-up, global-norm clipping and EMA, validates at fixed noise levels and seeds,
+//! logs every step, and writes atomic checkpoints from which a killed run resumes bit for bit.
+//!
+//! **Randomness** (spec §1, §7): the batch order of epoch `e` is a permutation drawn from `(seed, e)` alone; the
+//! augmentation draws from the `data` stream; times, noise and dropout masks from the `noise` stream. Both streams
+//! are saved in checkpoints ([`crate::rng::RngState`]), so a run interrupted at a checkpoint and resumed reproduces
+//! the uninterrupted loss curve exactly (same device and thread count).
+//!
+//! **Run directory** (`--out`): `run.toml` (the configuration), `train_log.csv` (every step: loss, per-dimension
+//! loss, gradient norm, learning rate, seconds), `val_log.csv` (validation losses per noise level), `.npy` copies of
+//! both (rewritten at each checkpoint), `ckpt-<step>.safetensors` (the last `keep_last` periodic checkpoints),
+//! `last.safetensors` (newest full checkpoint) and `ema.safetensors` (newest inference checkpoint: EMA weights).
+
+pub mod config;
+pub mod data;
+mod log;
+
+pub use config::{Augment, LossKind, Reduce, RunConfig, TrainConfig};
+pub use data::{d4_apply, round_up_2sig, sigma_max_rule, BatchOrder, SplitData};
+pub use log::{StepStats, ValStats};
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkpoint::{self, Checkpoint, CheckpointKind, CheckpointMeta};
+use crate::data::dataset::Dataset;
+use crate::data::transform::NormStats;
+use crate::edm::EdmPrecond;
+use crate::ema::Ema;
+use crate::loss::{dsm_loss, edm_loss, LossOutput};
+use crate::model::{ModelConfig, NcsnppUnet, SdeKind};
+use crate::optim::{clip_scale, Adam, AdamState};
+use crate::precond::ScoreModel;
+use crate::rng::{normal_tensor, stream, uniforms, RngState};
+use crate::{Error, Result};
+
+/// Stream numbers of the run's generators (all seeded by `train.seed`).
+const DATA_STREAM: u64 = 1;
+const NOISE_STREAM: u64 = 2;
+/// Validation noise uses streams `VAL_STREAM + j` for noise level `j`, restarted at every evaluation.
+const VAL_STREAM: u64 = 1 << 20;
+
+/// How [`Trainer::fit`] reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// An indicatif bar with loss, steps/s and ETA (terminals).
+    Bar,
+    /// One printed line every `log_every` steps (notebooks, log files).
+    Lines,
+    Quiet,
+}
+
+/// A training run in memory.
+pub struct Trainer {
+    cfg: RunConfig,
+    device: Device,
+    varmap: VarMap,
+    model: ScoreModel,
+    adam: Adam,
+    ema: Ema,
+    train: SplitData,
+    val: Option<SplitData>,
+    order: BatchOrder,
+    norm_stats: NormStats,
+    rng_data: ChaCha8Rng,
+    rng_noise: ChaCha8Rng,
+    step: u64,
+    sigma_max_source: String,
+    history: Vec<StepStats>,
+    val_history: Vec<ValStats>,
+    /// Training seconds of earlier sessions of this run (from the checkpoint) plus this one's so far.
+    wall_before: f64,
+    session_start: Instant,
+    run_dir: Option<PathBuf>,
+    info: BTreeMap<String, String>,
+}
+
+/// The training and validation splits of a dataset, standardized.
+pub fn load_splits(ds: &Dataset, val_clusters: usize) -> Result<(SplitData, Option<SplitData>)> {
+    let train = SplitData::load(ds, "train")?;
+    let val = if val_clusters > 0 && ds.split("val").is_ok() {
+        let mut v = SplitData::load(ds, "val")?;
+        let n = v.n.min(val_clusters);
+        let (ci, co, p) = (v.cond_channels, v.target_channels, v.n_pix * v.n_pix);
+        v.inputs.truncate(n * ci * p);
+        v.targets.truncate(n * co * p);
+        v.n = n;
+        Some(v)
+    } else {
+        None
+    };
+    Ok((train, val))
+}
+
+impl RunConfig {
+    /// Makes the model fit a dataset's map size and channel counts. Presets adapt (`image_size` and, at 128², the
+    /// spec's `ch_mult` with one more level); a configuration file must already agree.
+    pub fn fit_to_data(
+        &mut self,
+        n_pix: usize,
+        cond: usize,
+        target: usize,
+        adapt: bool,
+    ) -> Result<()> {
+        let m = &mut self.model;
+        if adapt {
+            if n_pix >= 128 && m.image_size < 128 && m.ch_mult.len() >= 3 {
+                m.ch_mult.insert(0, 1);
+            }
+            m.image_size = n_pix;
+            m.cond_channels = cond;
+            m.target_channels = target;
+        }
+        if (m.image_size, m.cond_channels, m.target_channels) != (n_pix, cond, target) {
+            return Err(Error::Config(format!(
+                "model expects {}×{} maps with {} condition and {} target channels, the dataset has {n_pix}×{n_pix} \
+                 with {cond} and {target}",
+                m.image_size, m.image_size, m.cond_channels, m.target_channels
+            )));
+        }
+        self.validate()
+    }
+}
+
+/// Builds the network for `cfg` on a fresh `VarMap` on `dev`, initial weights drawn on the host from `cfg.seed`.
+fn build_net(cfg: &ModelConfig, dev: &Device) -> Result<(VarMap, NcsnppUnet)> {
+    let varmap = VarMap::new();
+    let net = NcsnppUnet::new_seeded(cfg, &varmap, DType::F32, dev)?;
+    Ok((varmap, net))
+}
+
+/// A network with the given weights (an EMA or a checkpoint's), for evaluation.
+pub fn net_from_tensors(
+    cfg: &ModelConfig,
+    weights: std::collections::HashMap<String, Tensor>,
+    dev: &Device,
+) -> Result<NcsnppUnet> {
+    NcsnppUnet::new(cfg, VarBuilder::from_tensors(weights, DType::F32, dev))
+}
+
+/// Loads an inference model from any checkpoint (EMA weights), checking every tensor against the config.
+pub fn load_score_model(path: &Path, dev: &Device) -> Result<(ScoreModel, CheckpointMeta)> {
+    let ck = Checkpoint::load(path, dev)?;
+    let cfg = ck.meta.model.clone();
+    let (varmap, net) = build_net(&cfg, dev)?;
+    let expected = var_shapes(&varmap)?;
+    let ema = ck.group("ema.");
+    checkpoint::check_tensors(&expected, &ema, "ema.", path)?;
+    check_constants(&net, &ck, path)?;
+    let net = net_from_tensors(&cfg, ema, dev)?;
+    Ok((ScoreModel::new(net)?, ck.meta))
+}
+
+fn var_shapes(varmap: &VarMap) -> Result<Vec<(String, Vec<usize>)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Config("VarMap mutex poisoned".into()))?;
+    let mut v: Vec<(String, Vec<usize>)> = data
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The fixed tensors stored in a checkpoint must equal those the config regenerates (same seed, same `W`).
+fn check_constants(net: &NcsnppUnet, ck: &Checkpoint, path: &Path) -> Result<()> {
+    for (name, t) in net.constants() {
+        let key = format!("const.{name}");
+        let stored = ck
+            .tensors
+            .get(&key)
+            .ok_or_else(|| Error::checkpoint(path, format!("tensor {key} is missing")))?;
+        if stored.dims() != t.dims() {
+            return Err(Error::ConfigMismatch {
+                path: path.to_path_buf(),
+                tensor: key,
+                got: stored.dims().to_vec(),
+                expected: t.dims().to_vec(),
+            });
+        }
+        let diff = (stored.to_dtype(DType::F32)? - t.to_dtype(DType::F32)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        if diff != 0.0 {
+            return Err(Error::checkpoint(
+                path,
+                format!("{key} differs from the one model.seed generates (checkpoint from another seed?)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Trainer {
+    /// A new run on in-memory data. `cfg.model` must fit the data ([`RunConfig::fit_to_data`]); σ_max is set by
+    /// Technique 1 when the config leaves it open.
+    pub fn from_data(
+        mut cfg: RunConfig,
+        train: SplitData,
+        val: Option<SplitData>,
+        norm_stats: NormStats,
+        device: Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let sigma_max_source = if cfg.model.sde.kind == SdeKind::Ve
+            && cfg.model.sde.sigma_max.is_none()
+        {
+            let (exact, rounded) = sigma_max_rule(&train, cfg.train.sigma_max_maps)?;
+            cfg.model.sde.sigma_max = Some(rounded);
+            format!(
+                "technique 1: largest distance between {} training targets = {exact:.3}, rounded up to {rounded}",
+                train.n.min(cfg.train.sigma_max_maps)
+            )
+        } else {
+            "configuration".to_string()
+        };
+        let (varmap, net) = build_net(&cfg.model, &device)?;
+        let model = ScoreModel::new(net)?;
+        let adam = Adam::from_varmap(&varmap, cfg.train.adam())?;
+        let ema = Ema::from_vars(adam.vars(), cfg.train.ema_decay)?;
+        let order = BatchOrder::new(cfg.train.seed, train.n, cfg.train.batch_size)?;
+        let seed = cfg.train.seed;
+        Ok(Trainer {
+            device,
+            varmap,
+            model,
+            adam,
+            ema,
+            order,
+            rng_data: stream(seed, DATA_STREAM),
+            rng_noise: stream(seed, NOISE_STREAM),
+            step: 0,
+            sigma_max_source,
+            history: Vec::new(),
+            val_history: Vec::new(),
+            wall_before: 0.0,
+            session_start: Instant::now(),
+            run_dir: None,
+            info: BTreeMap::new(),
+            cfg,
+            train,
+            val,
+            norm_stats,
+        })
+    }
+
+    /// A new run on a dataset directory's `train` (and `val`) split.
+    pub fn new(cfg: RunConfig, ds: &Dataset, device: Device) -> Result<Self> {
+        let (train, val) = load_splits(ds, cfg.train.val_clusters)?;
+        let mut t = Self::from_data(cfg, train, val, ds.stats.clone(), device)?;
+        t.info.insert("dataset".into(), ds.manifest.name.clone());
+        Ok(t)
+    }
+
+    /// Continues a run from a training checkpoint. `cfg` (optional) may change training settings such as
+    /// `n_iters`; its model must have the checkpoint's architecture (a mismatch names the tensor and both shapes).
+    pub fn resume_from(
+        ck: &Checkpoint,
+        path: &Path,
+        cfg: Option<RunConfig>,
+        train: SplitData,
+        val: Option<SplitData>,
+        norm_stats: NormStats,
+        device: Device,
+    ) -> Result<Self> {
+        if ck.meta.kind != CheckpointKind::Train {
+            return Err(Error::checkpoint(
+                path,
+                "an inference checkpoint (EMA only) cannot resume training",
+            ));
+        }
+        if ck.meta.norm_stats != norm_stats {
+            return Err(Error::checkpoint(
+                path,
+                "was trained on a dataset with different normalisation statistics (stats.json); resume on the same \
+                 dataset",
+            ));
+        }
+        let stored_train = ck.meta.train.clone().expect("checked by parse_meta");
+        let mut run = RunConfig {
+            model: ck.meta.model.clone(),
+            train: stored_train,
+        };
+        if let Some(c) = cfg {
+            // Architecture from the caller's config (so a mismatch is reported tensor by tensor); σ_max from the run.
+            let mut model = c.model;
+            if model.sde.sigma_max.is_none() {
+                model.sde.sigma_max = run.model.sde.sigma_max;
+            }
+            run = RunConfig {
+                model,
+                train: c.train,
+            };
+        }
+        let mut t = Self::from_data(run, train, val, norm_stats, device)?;
+        t.sigma_max_source = ck.meta.sigma_max_source.clone();
+        t.load_state(ck, path)?;
+        t.info = ck.meta.info.clone();
+        t.wall_before = ck
+            .meta
+            .info
+            .get("train_wall_s")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        Ok(t)
+    }
+
+    /// Overwrites weights, moments, EMA, RNG streams and step from a checkpoint, after checking every tensor.
+    fn load_state(&mut self, ck: &Checkpoint, path: &Path) -> Result<()> {
+        let expected = var_shapes(&self.varmap)?;
+        let params = ck.group("params.");
+        let ema = ck.group("ema.");
+        let (m, v) = (ck.group("adam.m."), ck.group("adam.v."));
+        checkpoint::check_tensors(&expected, &params, "params.", path)?;
+        checkpoint::check_tensors(&expected, &ema, "ema.", path)?;
+        checkpoint::check_tensors(&expected, &m, "adam.m.", path)?;
+        checkpoint::check_tensors(&expected, &v, "adam.v.", path)?;
+        check_constants(self.model.net(), ck, path)?;
+        for (name, var) in self.adam.vars() {
+            var.set(
+                &params[name]
+                    .to_device(&self.device)?
+                    .to_dtype(var.dtype())?,
+            )?;
+        }
+        self.adam.load_state(&AdamState {
+            t: ck.meta.adam_t,
+            m,
+            v,
+        })?;
+        let mut ema_state = self.ema.state();
+        ema_state.num_updates = ck.meta.ema_updates;
+        ema_state.shadow = ema;
+        self.ema.load_state(&ema_state)?;
+        let (d, n) = (
+            ck.meta.rng_data.expect("train ckpt"),
+            ck.meta.rng_noise.expect("train ckpt"),
+        );
+        self.rng_data = d.restore();
+        self.rng_noise = n.restore();
+        self.step = ck.meta.step;
+        Ok(())
+    }
+
+    /// Attaches a run directory: checkpoints and logs go there. Existing logs are cut back to the current step
+    /// (rows written after the checkpoint a resumed run starts from are dropped; they will be recomputed).
+    pub fn attach_run_dir(&mut self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        checkpoint::write_atomic(&dir.join("run.toml"), self.cfg.to_toml_string()?.as_bytes())?;
+        self.history = log::read_train_log(dir, self.step)?;
+        self.val_history = log::read_val_log(dir, self.step)?;
+        log::rewrite_logs(
+            dir,
+            &self.history,
+            &self.val_history,
+            &self.cfg.train.val_times,
+        )?;
+        self.run_dir = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.cfg
+    }
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn history(&self) -> &[StepStats] {
+        &self.history
+    }
+    pub fn val_history(&self) -> &[ValStats] {
+        &self.val_history
+    }
+    pub fn sigma_max_source(&self) -> &str {
+        &self.sigma_max_source
+    }
+    pub fn model(&self) -> &ScoreModel {
+        &self.model
+    }
+    /// Provenance entries written into checkpoints (`info.*`).
+    pub fn info_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.info
+    }
+    /// Training seconds of this run so far, across resumed sessions.
+    pub fn wall_s(&self) -> f64 {
+        self.wall_before + self.session_start.elapsed().as_secs_f64()
+    }
+
+    /// The parameters and the EMA weights by name (copies).
+    pub fn weights(&self) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, Tensor>)> {
+        let p = self
+            .adam
+            .vars()
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .collect::<Result<_>>()?;
+        let e = self.ema.tensors().into_iter().collect();
+        Ok((p, e))
+    }
+
+    /// One optimiser step (spec §7). Errors with [`Error::NonFinite`] on a NaN/Inf loss or gradient norm before
+    /// touching the weights.
+    pub fn step(&mut self) -> Result<StepStats> {
+        let t0 = Instant::now();
+        let tc = &self.cfg.train;
+        let b = tc.batch_size;
+        let rows = self.order.rows(self.step).to_vec();
+        let elems = data::draw_d4(&mut self.rng_data, b, tc.augment == Augment::D4);
+        let (x0, y) = self.train.batch(&rows, &elems, &self.device)?;
+        let out = self.loss(&x0, &y)?;
+        let (loss, per_dim) = out.values()?;
+        let grads = out.loss.backward()?;
+        let grad_norm = self.adam.grad_norm(&grads)?;
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::NonFinite {
+                what: format!("training step {}", self.step + 1),
+                msg: format!(
+                    "loss = {loss}, gradient norm = {grad_norm}; the last checkpoint is intact"
+                ),
+            });
+        }
+        let info = self
+            .adam
+            .step(&grads, clip_scale(grad_norm, self.cfg.train.grad_clip))?;
+        self.ema.update_vars(self.adam.vars())?;
+        self.step += 1;
+        let stats = StepStats {
+            step: self.step,
+            loss,
+            loss_per_dim: per_dim,
+            grad_norm,
+            lr: info.lr,
+            step_s: t0.elapsed().as_secs_f64(),
+        };
+        if let Some(dir) = &self.run_dir {
+            log::append_train_row(dir, &stats)?;
+        }
+        self.history.push(stats.clone());
+        Ok(stats)
+    }
+
+    /// The loss of the configured kind on one batch, drawing times/σ's, noise and dropout from the noise stream.
+    fn loss(&mut self, x0: &Tensor, y: &Tensor) -> Result<LossOutput> {
+        let tc = &self.cfg.train;
+        let b = x0.dim(0)?;
+        match tc.loss {
+            LossKind::Dsm => {
+                let ts = uniforms(&mut self.rng_noise, b, tc.t_eps, 1.0);
+                let z = normal_tensor(&mut self.rng_noise, x0.shape(), &self.device)?;
+                dsm_loss(
+                    &self.model,
+                    x0,
+                    y,
+                    &ts,
+                    &z,
+                    tc.reduce,
+                    Some(&mut self.rng_noise),
+                )
+            }
+            LossKind::Edm => {
+                let pre = EdmPrecond::new(self.cfg.model.sigma_data)?;
+                let sigmas = pre.training_sigma_dist().sample_n(&mut self.rng_noise, b);
+                let n = normal_tensor(&mut self.rng_noise, x0.shape(), &self.device)?;
+                edm_loss(
+                    &self.model,
+                    &pre,
+                    x0,
+                    y,
+                    &sigmas,
+                    &n,
+                    tc.reduce,
+                    Some(&mut self.rng_noise),
+                )
+            }
+        }
+    }
+
+    /// The EMA network as an inference [`ScoreModel`].
+    pub fn ema_model(&self) -> Result<ScoreModel> {
+        ScoreModel::new(net_from_tensors(
+            &self.cfg.model,
+            self.ema.tensors(),
+            &self.device,
+        )?)
+    }
+
+    /// Validation DSM loss per dimension of the EMA weights on the first `val_clusters` val maps at each of
+    /// `val_times`, with noise from fixed seeds (identical at every evaluation) and no augmentation or dropout.
+    pub fn validate(&mut self) -> Result<Option<ValStats>> {
+        let Some(val) = &self.val else {
+            return Ok(None);
+        };
+        let model = self.ema_model()?;
+        let tc = &self.cfg.train;
+        let idx: Vec<usize> = (0..val.n).collect();
+        let mut per_time = Vec::with_capacity(tc.val_times.len());
+        for (j, &t) in tc.val_times.iter().enumerate() {
+            let mut rng = stream(tc.seed, VAL_STREAM + j as u64);
+            let (mut sum, mut count) = (0.0, 0usize);
+            for chunk in idx.chunks(tc.batch_size) {
+                let (x0, y) = val.batch(chunk, &vec![0; chunk.len()], &self.device)?;
+                let z = normal_tensor(&mut rng, x0.shape(), &self.device)?;
+                let out = dsm_loss(
+                    &model,
+                    &x0,
+                    &y,
+                    &vec![t; chunk.len()],
+                    &z,
+                    Reduce::Mean,
+                    None,
+                )?;
+                let v = out.per_dim.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                sum += v.iter().sum::<f64>();
+                count += v.len();
+            }
+            per_time.push(sum / count as f64);
+        }
+        let mean = per_time.iter().sum::<f64>() / per_time.len() as f64;
+        let stats = ValStats {
+            step: self.step,
+            per_time,
+            mean,
+        };
+        if let Some(dir) = &self.run_dir {
+            log::append_val_row(dir, &stats)?;
+        }
+        self.val_history.push(stats.clone());
+        Ok(Some(stats))
+    }
+
+    /// The full training checkpoint of the current state.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut tensors = std::collections::HashMap::new();
+        let st = self.adam.state();
+        for (name, var) in self.adam.vars() {
+            tensors.insert(format!("params.{name}"), var.as_tensor().copy()?);
+            tensors.insert(format!("adam.m.{name}"), st.m[name].clone());
+            tensors.insert(format!("adam.v.{name}"), st.v[name].clone());
+        }
+        for (name, t) in self.ema.tensors() {
+            tensors.insert(format!("ema.{name}"), t);
+        }
+        for (name, t) in self.model.net().constants() {
+            tensors.insert(format!("const.{name}"), t);
+        }
+        let mut info = self.info.clone();
+        info.insert("train_wall_s".into(), format!("{:.1}", self.wall_s()));
+        info.insert("device".into(), crate::device::device_name(&self.device));
+        if let Some(last) = self.history.last() {
+            info.insert(
+                "train_loss_per_dim".into(),
+                format!("{:.6}", last.loss_per_dim),
+            );
+        }
+        if let Some(v) = self.val_history.last() {
+            info.insert("val_loss_per_dim".into(), format!("{:.6}", v.mean));
+        }
+        let seed = self.cfg.train.seed;
+        Ok(Checkpoint {
+            meta: CheckpointMeta {
+                kind: CheckpointKind::Train,
+                model: self.cfg.model.clone(),
+                train: Some(self.cfg.train.clone()),
+                norm_stats: self.norm_stats.clone(),
+                step: self.step,
+                adam_t: self.adam.t(),
+                ema_updates: self.ema.num_updates(),
+                rng_data: Some(RngState::capture(seed, &self.rng_data)),
+                rng_noise: Some(RngState::capture(seed, &self.rng_noise)),
+                sigma_max_source: self.sigma_max_source.clone(),
+                info,
+            },
+            tensors,
+        })
+    }
+
+    /// Writes `ckpt-<step>.safetensors`, `last.safetensors`, `ema.safetensors` and the `.npy` logs into the run
+    /// directory, then prunes old periodic checkpoints. Returns the periodic checkpoint's path.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let dir = self.run_dir.as_ref().ok_or_else(|| {
+            Error::Config("no run directory attached (Trainer::attach_run_dir)".into())
+        })?;
+        let ck = self.checkpoint()?;
+        let path = dir.join(checkpoint::periodic_name(self.step));
+        ck.save(&path)?;
+        link_or_copy_atomic(&path, &dir.join("last.safetensors"))?;
+        ck.inference().save(&dir.join("ema.safetensors"))?;
+        log::write_npy_logs(dir, &self.history, &self.val_history)?;
+        let all = checkpoint::list_periodic(dir)?;
+        let keep = self.cfg.train.keep_last;
+        for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(path)
+    }
+
+    /// Trains until `total_steps` steps are done (from wherever the run is), validating every `val_every` steps and
+    /// checkpointing every `checkpoint_every` steps and at the end.
+    pub fn fit(&mut self, total_steps: u64, progress: Progress) -> Result<()> {
+        let start = self.step;
+        if start >= total_steps {
+            return Ok(());
+        }
+        let bar = match progress {
+            Progress::Bar => {
+                let pb = indicatif::ProgressBar::new(total_steps);
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} steps | {per_sec} | ETA {eta} | {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                pb.set_position(start);
+                pb.reset_eta();
+                Some(pb)
+            }
+            _ => None,
+        };
+        let tc = self.cfg.train.clone();
+        let t0 = Instant::now();
+        let mut val_msg = String::new();
+        while self.step < total_steps {
+            let s = self.step()?;
+            if tc.val_every > 0 && s.step % tc.val_every == 0 {
+                if let Some(v) = self.validate()? {
+                    val_msg = format!(" | val {:.4}", v.mean);
+                }
+            }
+            let last = s.step == total_steps;
+            if (s.step % tc.checkpoint_every == 0 || last) && self.run_dir.is_some() {
+                self.save_checkpoint()?;
+            }
+            let window = &self.history[self.history.len().saturating_sub(tc.log_every as usize)..];
+            let avg = window.iter().map(|r| r.loss_per_dim).sum::<f64>() / window.len() as f64;
+            let msg = format!("loss/dim {avg:.4}{val_msg}");
+            if let Some(pb) = &bar {
+                pb.set_position(s.step);
+                pb.set_message(msg);
+            } else if progress == Progress::Lines && (s.step % tc.log_every == 0 || last) {
+                let done = (s.step - start) as f64;
+                let rate = done / t0.elapsed().as_secs_f64();
+                println!(
+                    "step {:>6}/{total_steps} | {msg} | grad norm {:.3} | lr {:.2e} | {:.2} steps/s",
+                    s.step, s.grad_norm, s.lr, rate
+                );
+            }
+        }
+        if let Some(pb) = bar {
+            pb.finish();
+        }
+        Ok(())
+    }
+}
+
+/// `last.safetensors`: a hard link to the newest periodic checkpoint, swapped in atomically (copy where links are
+/// not supported).
+fn link_or_copy_atomic(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = crate::data::dataset::tmp_path(dst);
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(src, &tmp).is_err() {
+        fs::copy(src, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    fs::rename(&tmp, dst).map_err(|e| Error::io(dst, e))
+}
+
+/// What `clustermaps train` asks for; [`open_run`] turns it into a ready [`Trainer`].
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Dataset directory (its `train` split is trained on, the first `val_clusters` of `val` validate).
+    pub data: PathBuf,
+    /// `tiny`, `cpu`, `paper` or the path of a run TOML.
+    pub config: String,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Total steps (overrides `train.n_iters`).
+    pub steps: Option<u64>,
+    /// Device (overrides `train.device`).
+    pub device: Option<String>,
+    /// Continue from the newest valid checkpoint in `out`.
+    pub resume: bool,
+}
+
+/// Opens a new or resumed run: loads and standardizes the data, fits a preset to the dataset's map size, refuses
+/// to overwrite a run directory with checkpoints unless resuming, and attaches the run directory. Returns the
+/// trainer and messages worth showing (resume point, skipped checkpoints, σ_max).
+pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
+    let ds = data::open_for_training(&req.data)?;
+    let mut cfg = RunConfig::from_arg(&req.config)?;
+    let (in_ch, tg_ch) = (
+        ds.manifest.channels.inputs.len(),
+        ds.manifest.channels.targets.len(),
+    );
+    let preset = matches!(req.config.as_str(), "paper" | "cpu" | "tiny");
+    cfg.fit_to_data(ds.manifest.geometry.n_pix, in_ch, tg_ch, preset)?;
+    if let Some(n) = req.steps {
+        cfg.train.n_iters = n;
+    }
+    if let Some(d) = &req.device {
+        cfg.train.device = d.clone();
+    }
+    cfg.validate()?;
+    let device = crate::device::open_device(&cfg.train.device)?;
+    let mut notes = Vec::new();
+    let existing = checkpoint::list_periodic(&req.out)?;
+    if !req.resume && (!existing.is_empty() || req.out.join("last.safetensors").exists()) {
+        return Err(Error::Config(format!(
+            "{} already holds checkpoints of a run; pass --resume to continue it, or choose another --out",
+            req.out.display()
+        )));
+    }
+    let (train, val) = load_splits(&ds, cfg.train.val_clusters)?;
+    let mut trainer = None;
+    if req.resume {
+        let (found, warnings) = checkpoint::latest_valid(&req.out, &device)?;
+        notes.extend(warnings);
+        match found {
+            Some((path, ck)) => {
+                if ck.meta.train.as_ref() != Some(&cfg.train) {
+                    notes.push(
+                        "the training settings differ from the checkpoint's; continuing with the ones given now"
+                            .into(),
+                    );
+                }
+                notes.push(format!(
+                    "resuming from {} (step {})",
+                    path.display(),
+                    ck.meta.step
+                ));
+                let t = Trainer::resume_from(
+                    &ck,
+                    &path,
+                    Some(cfg.clone()),
+                    train.clone(),
+                    val.clone(),
+                    ds.stats.clone(),
+                    device.clone(),
+                )?;
+                trainer = Some(t);
+            }
+            None => notes.push(format!(
+                "no checkpoint in {}; starting a new run",
+                req.out.display()
+            )),
+        }
+    }
+    let mut trainer = match trainer {
+        Some(t) => t,
+        None => {
+            let mut t = Trainer::from_data(cfg, train, val, ds.stats.clone(), device)?;
+            t.info.insert("dataset".into(), ds.manifest.name.clone());
+            notes.push(format!("sigma_max: {}", t.sigma_max_source));
+            t
+        }
+    };
+    trainer
+        .info
+        .insert("dataset_dir_name".into(), dir_name(&req.data));
+    trainer.attach_run_dir(&req.out)?;
+    Ok((trainer, notes))
+}
+
+fn dir_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
