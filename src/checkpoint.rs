@@ -374,10 +374,7 @@ pub type Found = (PathBuf, Checkpoint);
 
 /// The newest periodic checkpoint of `dir` that loads cleanly, with warnings about newer ones that did not
 /// (a truncated file from a crash is skipped, not fatal).
-pub fn latest_valid(
-    dir: &Path,
-    dev: &Device,
-) -> Result<(Option<Found>, Vec<String>)> {
+pub fn latest_valid(dir: &Path, dev: &Device) -> Result<(Option<Found>, Vec<String>)> {
     let mut warnings = Vec::new();
     for (_, path) in list_periodic(dir)?.into_iter().rev() {
         match Checkpoint::load(&path, dev) {

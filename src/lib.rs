@@ -32,6 +32,9 @@ pub mod train;
 
 pub use error::{Error, Result};
 
+/// candle's tensor crate, re-exported so notebooks and downstream code use the same version as this crate.
+pub use candle_core as candle;
+
 /// Whether notebooks and examples should shrink their work (`CLUSTERMAPS_QUICK=1`, used by CI).
 pub fn quick_mode() -> bool {
     std::env::var("CLUSTERMAPS_QUICK")

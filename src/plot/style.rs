@@ -48,6 +48,13 @@ pub fn mass_bin_color(bin: usize) -> RGBColor {
     BINS[bin.min(3)]
 }
 
+/// `c` blended with white by `f ∈ [0, 1]` (0: unchanged, 1: white): a faint version of a series colour for
+/// raw data drawn under its smoothed curve.
+pub fn lighten(c: RGBColor, f: f64) -> RGBColor {
+    let mix = |v: u8| (v as f64 + (255.0 - v as f64) * f.clamp(0.0, 1.0)).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 /// The `i`-th colour of the generic series palette (cycles after seven).
 pub fn series_color(i: usize) -> RGBColor {
     OKABE_ITO[i % OKABE_ITO.len()]

@@ -112,7 +112,19 @@ impl RunConfig {
         let m = &mut self.model;
         if adapt {
             if n_pix >= 128 && m.image_size < 128 && m.ch_mult.len() >= 3 {
+                // Spec §6: one more full-resolution level at 128², attention stays at 16².
                 m.ch_mult.insert(0, 1);
+                m.image_size *= 2;
+            }
+            // Attention sits at the same depth of the U-Net, so its resolutions scale with the map size.
+            if m.image_size != n_pix {
+                let scaled: Vec<usize> = m
+                    .attn_resolutions
+                    .iter()
+                    .map(|r| r * n_pix / m.image_size)
+                    .filter(|r| *r > 0)
+                    .collect();
+                m.attn_resolutions = scaled;
             }
             m.image_size = n_pix;
             m.cond_channels = cond;
