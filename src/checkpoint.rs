@@ -165,6 +165,21 @@ impl Checkpoint {
         Self::from_bytes(&bytes, path, dev)
     }
 
+    /// The metadata of a checkpoint file (model and training configs, normalisation, step, provenance) without
+    /// converting its tensors: e.g. to find the dataset a checkpoint was trained on before loading it.
+    pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
+        let bytes = fs::read(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::MissingFile(path.to_path_buf())
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::checkpoint(path, format!("unreadable header: {e}")))?;
+        parse_meta(&header.metadata().clone().unwrap_or_default(), path)
+    }
+
     /// As [`Checkpoint::load`] from bytes already in memory (`path` only names the source in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path, dev: &Device) -> Result<Checkpoint> {
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {

@@ -19,11 +19,15 @@
 //!
 //! Samples come back in the standardized log space the network was trained in; [`to_physical`] maps them to physical
 //! units with the training split's [`NormStats`].
+//!
+//! [`run`] puts it together for a dataset: [`SampleSession`] loads a checkpoint and a dataset that fit each other,
+//! samples consecutive clusters of a split and writes the `.npy` outputs of `clustermaps sample`.
 
 pub mod edm_heun;
 pub mod em;
 pub mod ode;
 pub mod pc;
+pub mod run;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +45,10 @@ pub use edm_heun::EdmHeun;
 pub use em::EulerMaruyama;
 pub use ode::{OdeMethod, OdeSampler};
 pub use pc::PredictorCorrector;
+pub use run::{
+    sample_clusters, SampleOutputs, SampleRecord, SampleRequest, SampleResult, SampleSession,
+    SampleSpec,
+};
 
 use crate::data::transform::{Group, NormStats};
 use crate::edm::karras_sigmas;
