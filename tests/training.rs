@@ -569,12 +569,18 @@ fn non_finite_training_data_is_refused() {
 fn presets_fit_the_data() {
     let mut tiny = RunConfig::preset("tiny").unwrap();
     tiny.fit_to_data(32, 2, 2, true).unwrap();
-    assert_eq!((tiny.model.image_size, tiny.model.attn_resolutions.clone()), (32, vec![16]));
+    assert_eq!(
+        (tiny.model.image_size, tiny.model.attn_resolutions.clone()),
+        (32, vec![16])
+    );
     let mut cpu = RunConfig::preset("cpu").unwrap();
     cpu.fit_to_data(128, 2, 2, true).unwrap();
     assert_eq!(cpu.model.ch_mult, vec![1, 1, 2, 2]);
     assert_eq!(cpu.model.attn_resolutions, vec![16]);
     let mut file = RunConfig::preset("cpu").unwrap();
     let e = file.fit_to_data(32, 2, 2, false).unwrap_err();
-    assert!(e.to_string().contains("64×64") && e.to_string().contains("32×32"), "{e}");
+    assert!(
+        e.to_string().contains("64×64") && e.to_string().contains("32×32"),
+        "{e}"
+    );
 }
