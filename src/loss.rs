@@ -9,7 +9,7 @@ use candle_core::{DType, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use crate::edm::EdmPrecond;
-use crate::precond::ScoreModel;
+use crate::precond::{rows, ScoreModel};
 use crate::sde::AnySde;
 use crate::train::Reduce;
 use crate::Result;
@@ -79,11 +79,6 @@ impl LossOutput {
             .to_scalar::<f64>()?;
         Ok((l, p))
     }
-}
-
-/// Per-row coefficients `[B, 1, 1, 1]` in `x`'s dtype.
-fn rows(v: &[f64], x: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::from_vec(v.to_vec(), (v.len(), 1, 1, 1), x.device())?.to_dtype(x.dtype())?)
 }
 
 /// Sums squared residuals `[B, …]` into the loss: `Sum` → batch mean of `½Σ`, `Mean` → batch mean of the mean.

@@ -40,7 +40,7 @@ pub struct ScoreModel {
 }
 
 /// Per-row coefficients `[B, 1, 1, 1]` in `x`'s dtype and device.
-fn rows(v: &[f64], x: &Tensor) -> Result<Tensor> {
+pub(crate) fn rows(v: &[f64], x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(v.to_vec(), (v.len(), 1, 1, 1), x.device())?.to_dtype(x.dtype())?)
 }
 
