@@ -36,6 +36,9 @@ enum Command {
     Train(TrainArgs),
     /// Draw posterior samples of the targets for clusters of a dataset split (score-model spec §8).
     Sample(SampleArgs),
+    /// The paper's evaluation: regenerate the fixed test set, sample it, compute every metric, write figures and
+    /// figures/metrics.md (the claims table).
+    Reproduce(ReproduceArgs),
 }
 
 #[derive(Args)]
@@ -80,6 +83,46 @@ struct SampleArgs {
 }
 
 #[derive(Args)]
+struct ReproduceArgs {
+    /// Checkpoint to evaluate (default: the shipped data/checkpoints/default.safetensors).
+    #[arg(long, default_value = clustermaps::reproduce::DEFAULT_CHECKPOINT)]
+    checkpoint: PathBuf,
+    /// A subset of the test set, sized for 2 CPU cores in under 10 minutes (the default).
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// The whole test set (1000 clusters × 8 samples, Heun N = 40): paper-sized, meant for a GPU.
+    #[arg(long)]
+    full: bool,
+    /// Output directory (default: figures/quick for --quick, figures for --full).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Test clusters 0..N (default: 16 quick, 1000 full).
+    #[arg(long)]
+    clusters: Option<usize>,
+    /// Posterior samples per cluster (default: 4 quick, 8 full; at least 2).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Sampler (default heun: N = 18 quick, 40 full).
+    #[arg(long)]
+    sampler: Option<SamplerKind>,
+    /// Sampler steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Master seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Rows per network call (default 64 on CPU, 512 on GPU).
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Worker threads for regenerating the test set (default: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Args)]
 struct TrainArgs {
     /// Dataset directory (from `generate`, or imported maps in the same layout).
     #[arg(long)]
@@ -99,6 +142,9 @@ struct TrainArgs {
     /// Continue the run in --out from its newest valid checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Stop (with a checkpoint) after the first step that ends this many seconds after training began.
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: Option<f64>,
 }
 
 #[derive(Args)]
@@ -151,6 +197,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info(a),
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
+        Command::Reproduce(a) => reproduce(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -212,6 +259,13 @@ impl GenerateArgs {
 
 fn train(a: TrainArgs) -> Result<()> {
     use clustermaps::train::{open_run, Progress, RunRequest};
+    if let Some(l) = a.time_limit {
+        if !(l > 0.0 && l.is_finite()) {
+            return Err(clustermaps::Error::Config(format!(
+                "--time-limit must be a positive number of seconds, got {l}"
+            )));
+        }
+    }
     let req = RunRequest {
         data: a.data,
         config: a.config,
@@ -241,7 +295,7 @@ fn train(a: TrainArgs) -> Result<()> {
     } else {
         Progress::Lines
     };
-    trainer.fit(cfg.train.n_iters, progress)?;
+    trainer.fit_for(cfg.train.n_iters, a.time_limit, progress)?;
     let last = trainer.history().last();
     let val = trainer.val_history().last();
     println!(
@@ -251,6 +305,35 @@ fn train(a: TrainArgs) -> Result<()> {
         val.map_or("-".into(), |v| format!("{:.4}", v.mean)),
         trainer.wall_s(),
         req.out.display()
+    );
+    Ok(())
+}
+
+fn reproduce(a: ReproduceArgs) -> Result<()> {
+    use clustermaps::reproduce::{reproduce, Mode, ReproduceOptions};
+    let mode = if a.full { Mode::Full } else { Mode::Quick };
+    let opts = ReproduceOptions {
+        checkpoint: a.checkpoint,
+        out: a.out,
+        device: a.device,
+        clusters: a.clusters,
+        samples: a.samples,
+        sampler: a.sampler,
+        steps: a.steps,
+        seed: a.seed,
+        max_batch: a.max_batch,
+        threads: a.threads,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..ReproduceOptions::new(mode)
+    };
+    let _ = a.quick;
+    let r = reproduce(&opts, |line| println!("{line}"))?;
+    println!();
+    print!("{}", clustermaps::reproduce::claims_markdown(&r.claims));
+    println!(
+        "\nwrote {} files into {} (metrics.md, figures as PNG + SVG, metrics/ as JSON + .npy)",
+        r.files.len(),
+        opts.out_dir().display()
     );
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod observe;
 pub mod project;
 pub mod rng;
 pub mod scaling;
+pub mod testset;
 pub mod transform;
 
 pub use config::MockConfig;

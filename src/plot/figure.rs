@@ -42,6 +42,11 @@ impl fmt::Debug for Figure {
 
 impl Figure {
     /// Short name used in error messages (e.g. "image grid").
+    /// Renames the figure (its file stem in [`Figure::save`] calls that use [`Figure::name`]).
+    pub fn rename(&mut self, name: &str) {
+        self.name = name.to_string();
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

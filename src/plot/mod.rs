@@ -9,10 +9,12 @@
 //! mass-bin colours live in [`style`], so every figure of the paper looks the same.
 
 pub mod chart;
+pub mod evaluation;
 pub mod figure;
 pub mod histogram;
 pub mod image_grid;
 pub mod lines;
+pub mod posterior;
 pub mod scatter;
 pub mod style;
 pub mod text;
@@ -25,5 +27,6 @@ pub use image_grid::{
 };
 pub use lines::{line_figure, Axis, LineFigure, LinePanel, RefLine, Scale, Series, SubPanel};
 pub use plotters::style::RGBColor;
+pub use posterior::posterior_maps;
 pub use scatter::{scatter_loglog, LogLogScatter, PointSet, PowerLaw, ScatterPanel};
 pub use style::{mass_bin_color, series_color, Colormap};

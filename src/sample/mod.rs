@@ -46,8 +46,8 @@ pub use em::EulerMaruyama;
 pub use ode::{OdeMethod, OdeSampler};
 pub use pc::PredictorCorrector;
 pub use run::{
-    sample_clusters, SampleOutputs, SampleRecord, SampleRequest, SampleResult, SampleSession,
-    SampleSpec,
+    sample_clusters, PosteriorModel, SampleOutputs, SampleRecord, SampleRequest, SampleResult,
+    SampleSession, SampleSpec,
 };
 
 use crate::data::transform::{Group, NormStats};

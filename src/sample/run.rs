@@ -79,13 +79,19 @@ pub struct SampleRequest {
     pub spec: SampleSpec,
 }
 
-/// A loaded model and an opened dataset that fit each other.
-pub struct SampleSession {
+/// A checkpoint's inference model (EMA weights) on a device, with no dataset attached: it samples conditions given
+/// as arrays in physical units, e.g. a test set regenerated in memory by `clustermaps reproduce`.
+pub struct PosteriorModel {
     model: ScoreModel,
     meta: CheckpointMeta,
     checkpoint: PathBuf,
-    dataset: Dataset,
     device: Device,
+}
+
+/// A loaded model and an opened dataset that fit each other.
+pub struct SampleSession {
+    posterior: PosteriorModel,
+    dataset: Dataset,
     warnings: Vec<String>,
 }
 
@@ -212,36 +218,33 @@ pub fn sample_clusters(req: &SampleRequest) -> Result<SampleResult> {
     SampleSession::open(&req.checkpoint, &req.data, &req.device)?.sample(&req.spec)
 }
 
-impl SampleSession {
-    /// Loads the checkpoint's EMA model on `device` and opens the dataset `data` (structure checks; pixels are read
-    /// when sampled). Errors if the model and the dataset differ in map size or channel counts (naming both);
-    /// collects warnings when their normalisation statistics or channel names differ.
-    pub fn open(checkpoint: &Path, data: &Path, device: &str) -> Result<Self> {
+impl PosteriorModel {
+    /// Loads the EMA model of `checkpoint` on `device` (`cpu`, `cuda`, `cuda:N` or `auto`).
+    pub fn load(checkpoint: &Path, device: &str) -> Result<Self> {
         let device = crate::device::open_device(device)?;
         if !checkpoint.exists() {
             return Err(Error::MissingFile(checkpoint.to_path_buf()));
         }
-        let dataset = open_for_training(data)?;
         let (model, meta) = load_score_model(checkpoint, &device)?;
-        let mut warnings: Vec<String> = dataset
-            .warnings()
-            .iter()
-            .map(|w| format!("dataset {}: {w}", data.display()))
-            .collect();
-        check_fit(&meta, &dataset, checkpoint, data)?;
-        warnings.extend(compare_stats(
-            &meta.norm_stats,
-            &dataset.stats,
-            checkpoint,
-            data,
-        ));
-        Ok(SampleSession {
+        let st = &meta.norm_stats;
+        let m = &meta.model;
+        if (st.inputs.len(), st.targets.len()) != (m.cond_channels, m.target_channels) {
+            return Err(Error::checkpoint(
+                checkpoint,
+                format!(
+                    "normalisation statistics for {} input and {} target channels, but the model has {} and {}",
+                    st.inputs.len(),
+                    st.targets.len(),
+                    m.cond_channels,
+                    m.target_channels
+                ),
+            ));
+        }
+        Ok(PosteriorModel {
             model,
             meta,
             checkpoint: checkpoint.to_path_buf(),
-            dataset,
             device,
-            warnings,
         })
     }
 
@@ -253,12 +256,189 @@ impl SampleSession {
         &self.meta
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn checkpoint(&self) -> &Path {
+        &self.checkpoint
+    }
+
+    /// Default rows per network call on this device (spec §8).
+    pub fn default_max_batch(&self) -> usize {
+        if self.device.is_cpu() {
+            64
+        } else {
+            512
+        }
+    }
+
+    /// Names of the input and target channels the model was trained with (from its normalisation statistics).
+    pub fn channel_names(&self) -> (Vec<String>, Vec<String>) {
+        let names = |g: Group| -> Vec<String> {
+            let st = self.meta.norm_stats.group(g);
+            st.iter().map(|c| c.channel.name.clone()).collect()
+        };
+        (names(Group::Inputs), names(Group::Targets))
+    }
+
+    /// `[C_in or C_out, H, W]` of one cluster's inputs or targets.
+    fn row_len(&self, channels: usize) -> usize {
+        let cfg = self.model.config();
+        channels * cfg.image_size * cfg.image_size
+    }
+
+    /// Draws `spec.samples` posterior samples for each of the `spec.clusters` clusters whose conditions `inputs`
+    /// (`[N, C_in, H, W]`, physical units) and true targets `truth` (`[N, C_out, H, W]`) are given; cluster `b`
+    /// gets the noise streams of condition index `spec.first + b`. `spec.split` only labels the result.
+    /// Non-finite inputs and arrays of the wrong length are errors.
+    pub fn sample_physical(
+        &self,
+        inputs: Vec<f32>,
+        truth: Vec<f32>,
+        spec: &SampleSpec,
+    ) -> Result<SampleResult> {
+        let sampler: AnySampler = spec.sampler.build(spec.steps)?;
+        if spec.samples == 0 {
+            return Err(Error::Config("--samples must be at least 1".into()));
+        }
+        if spec.clusters == 0 {
+            return Err(Error::Config("--clusters must be at least 1".into()));
+        }
+        let cfg = self.model.config();
+        let (n, hw) = (spec.clusters, cfg.image_size);
+        for (what, data, c) in [
+            ("inputs", &inputs, cfg.cond_channels),
+            ("truth", &truth, cfg.target_channels),
+        ] {
+            if data.len() != n * self.row_len(c) {
+                return Err(Error::invalid(
+                    "sampling request",
+                    format!(
+                        "{what} hold {} values, expected {n} clusters × {c} channels × {hw}×{hw} = {}",
+                        data.len(),
+                        n * self.row_len(c)
+                    ),
+                ));
+            }
+            if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+                let row = k / self.row_len(c);
+                return Err(Error::invalid(
+                    "sampling request",
+                    format!(
+                        "{what} of cluster {} (row {row}) hold a non-finite value ({}) at flat index {k}",
+                        spec.first + row,
+                        data[k]
+                    ),
+                ));
+            }
+        }
+        let shape = [n, cfg.cond_channels, hw, hw];
+        let mut z = inputs.clone();
+        self.meta.norm_stats.apply(Group::Inputs, &mut z, shape)?;
+        let cond = Tensor::from_vec(z, shape.to_vec(), &self.device)?;
+        let max_batch = spec.max_batch.unwrap_or_else(|| self.default_max_batch());
+        let opts = SampleOpts {
+            n_samples: spec.samples,
+            seed: spec.seed,
+            max_batch,
+            cond_offset: spec.first as u64,
+            progress: spec.progress,
+        };
+        let t0 = Instant::now();
+        let x = sampler.sample(&self.model, &cond, &opts)?;
+        let samples_norm = x
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        let d = x.dims();
+        let shape = [d[0], d[1], d[2], d[3], d[4]];
+        let range = RangeCheck::new(&self.meta.norm_stats, &samples_norm, shape);
+        let physical = to_physical(
+            &self.meta.norm_stats,
+            &Tensor::from_vec(range.clamped.clone(), shape.to_vec(), &Device::Cpu)?,
+        )?;
+        let samples = physical.flatten_all()?.to_vec1::<f32>()?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let warnings = range
+            .warning(&sampler.name(), &self.meta.norm_stats)
+            .into_iter()
+            .collect();
+        let total = (spec.clusters * spec.samples) as f64;
+        let (input_channels, target_channels) = self.channel_names();
+        Ok(SampleResult {
+            split: spec.split.clone(),
+            indices: (spec.first..spec.first + spec.clusters).collect(),
+            shape,
+            samples_norm,
+            samples,
+            inputs,
+            truth,
+            input_channels,
+            target_channels,
+            sampler_kind: spec.sampler,
+            sampler: sampler.name(),
+            steps: spec.steps.unwrap_or_else(|| spec.sampler.default_steps()),
+            nfe: sampler.nfe(),
+            seed: spec.seed,
+            max_batch,
+            seconds,
+            samples_per_s: total / seconds.max(1e-12),
+            device: crate::device::device_name(&self.device),
+            checkpoint: self.checkpoint.clone(),
+            step: self.meta.step,
+            outside_training_range: range.outside,
+            saturated: range.saturated,
+            warnings,
+        })
+    }
+}
+
+impl SampleSession {
+    /// Loads the checkpoint's EMA model on `device` and opens the dataset `data` (structure checks; pixels are read
+    /// when sampled). Errors if the model and the dataset differ in map size or channel counts (naming both);
+    /// collects warnings when their normalisation statistics or channel names differ.
+    pub fn open(checkpoint: &Path, data: &Path, device: &str) -> Result<Self> {
+        let posterior = PosteriorModel::load(checkpoint, device)?;
+        let dataset = open_for_training(data)?;
+        let mut warnings: Vec<String> = dataset
+            .warnings()
+            .iter()
+            .map(|w| format!("dataset {}: {w}", data.display()))
+            .collect();
+        check_fit(&posterior.meta, &dataset, checkpoint, data)?;
+        warnings.extend(compare_stats(
+            &posterior.meta.norm_stats,
+            &dataset.stats,
+            checkpoint,
+            data,
+        ));
+        Ok(SampleSession {
+            posterior,
+            dataset,
+            warnings,
+        })
+    }
+
+    /// The model without the dataset.
+    pub fn posterior(&self) -> &PosteriorModel {
+        &self.posterior
+    }
+
+    pub fn model(&self) -> &ScoreModel {
+        &self.posterior.model
+    }
+
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.posterior.meta
+    }
+
     pub fn dataset(&self) -> &Dataset {
         &self.dataset
     }
 
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.posterior.device
     }
 
     /// Warnings found when opening (normalisation or channel-name mismatch, dataset findings).
@@ -268,11 +448,7 @@ impl SampleSession {
 
     /// Default rows per network call on this session's device (spec §8).
     pub fn default_max_batch(&self) -> usize {
-        if self.device.is_cpu() {
-            64
-        } else {
-            512
-        }
+        self.posterior.default_max_batch()
     }
 
     /// Checks that `clusters` clusters from `first` exist in `split`; returns the split's size.
@@ -310,47 +486,19 @@ impl SampleSession {
     pub fn conditions(&self, split: &str, first: usize, n: usize) -> Result<(Tensor, Vec<f32>)> {
         self.check_range(split, first, n)?;
         let phys = self.read_rows(split, ArrayKind::Inputs, first, n)?;
-        let cfg = self.model.config();
+        let cfg = self.model().config();
         let shape = [n, cfg.cond_channels, cfg.image_size, cfg.image_size];
         let mut z = phys.clone();
-        self.meta.norm_stats.apply(Group::Inputs, &mut z, shape)?;
-        Ok((Tensor::from_vec(z, shape.to_vec(), &self.device)?, phys))
+        self.meta().norm_stats.apply(Group::Inputs, &mut z, shape)?;
+        Ok((Tensor::from_vec(z, shape.to_vec(), self.device())?, phys))
     }
 
-    /// Draws `spec.samples` posterior samples for each of `spec.clusters` clusters.
+    /// Draws `spec.samples` posterior samples for each of `spec.clusters` clusters of the dataset.
     pub fn sample(&self, spec: &SampleSpec) -> Result<SampleResult> {
-        let sampler: AnySampler = spec.sampler.build(spec.steps)?;
-        if spec.samples == 0 {
-            return Err(Error::Config("--samples must be at least 1".into()));
-        }
-        let (cond, inputs) = self.conditions(&spec.split, spec.first, spec.clusters)?;
+        self.check_range(&spec.split, spec.first, spec.clusters)?;
+        let inputs = self.read_rows(&spec.split, ArrayKind::Inputs, spec.first, spec.clusters)?;
         let truth = self.read_rows(&spec.split, ArrayKind::Targets, spec.first, spec.clusters)?;
-        let max_batch = spec.max_batch.unwrap_or_else(|| self.default_max_batch());
-        let opts = SampleOpts {
-            n_samples: spec.samples,
-            seed: spec.seed,
-            max_batch,
-            cond_offset: spec.first as u64,
-            progress: spec.progress,
-        };
-        let t0 = Instant::now();
-        let x = sampler.sample(&self.model, &cond, &opts)?;
-        let samples_norm = x
-            .flatten_all()?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1::<f32>()?;
-        let d = x.dims();
-        let shape = [d[0], d[1], d[2], d[3], d[4]];
-        let range = RangeCheck::new(&self.meta.norm_stats, &samples_norm, shape);
-        let physical = to_physical(
-            &self.meta.norm_stats,
-            &Tensor::from_vec(range.clamped.clone(), shape.to_vec(), &Device::Cpu)?,
-        )?;
-        let samples = physical.flatten_all()?.to_vec1::<f32>()?;
-        let seconds = t0.elapsed().as_secs_f64();
-        let mut warnings = self.warnings.clone();
-        warnings.extend(range.warning(&sampler.name(), &self.meta.norm_stats));
-        let total = (spec.clusters * spec.samples) as f64;
+        let mut r = self.posterior.sample_physical(inputs, truth, spec)?;
         let names = |k: ArrayKind| -> Vec<String> {
             self.dataset
                 .channels(k)
@@ -358,31 +506,12 @@ impl SampleSession {
                 .map(|c| c.name.clone())
                 .collect()
         };
-        Ok(SampleResult {
-            split: spec.split.clone(),
-            indices: (spec.first..spec.first + spec.clusters).collect(),
-            shape,
-            samples_norm,
-            samples,
-            inputs,
-            truth,
-            input_channels: names(ArrayKind::Inputs),
-            target_channels: names(ArrayKind::Targets),
-            sampler_kind: spec.sampler,
-            sampler: sampler.name(),
-            steps: spec.steps.unwrap_or_else(|| spec.sampler.default_steps()),
-            nfe: sampler.nfe(),
-            seed: spec.seed,
-            max_batch,
-            seconds,
-            samples_per_s: total / seconds.max(1e-12),
-            device: crate::device::device_name(&self.device),
-            checkpoint: self.checkpoint.clone(),
-            step: self.meta.step,
-            outside_training_range: range.outside,
-            saturated: range.saturated,
-            warnings,
-        })
+        r.input_channels = names(ArrayKind::Inputs);
+        r.target_channels = names(ArrayKind::Targets);
+        let mut warnings = self.warnings.clone();
+        warnings.append(&mut r.warnings);
+        r.warnings = warnings;
+        Ok(r)
     }
 }
 
@@ -476,19 +605,6 @@ fn check_fit(meta: &CheckpointMeta, ds: &Dataset, ckpt: &Path, data: &Path) -> R
             data.display(),
             s = m.image_size,
         )));
-    }
-    let st = &meta.norm_stats;
-    if (st.inputs.len(), st.targets.len()) != (m.cond_channels, m.target_channels) {
-        return Err(Error::checkpoint(
-            ckpt,
-            format!(
-                "normalisation statistics for {} input and {} target channels, but the model has {} and {}",
-                st.inputs.len(),
-                st.targets.len(),
-                m.cond_channels,
-                m.target_channels
-            ),
-        ));
     }
     Ok(())
 }

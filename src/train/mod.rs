@@ -622,6 +622,17 @@ impl Trainer {
     /// Trains until `total_steps` steps are done (from wherever the run is), validating every `val_every` steps and
     /// checkpointing every `checkpoint_every` steps and at the end.
     pub fn fit(&mut self, total_steps: u64, progress: Progress) -> Result<()> {
+        self.fit_for(total_steps, None, progress)
+    }
+
+    /// [`Trainer::fit`], but stops early, with a checkpoint, after the first step that ends `time_limit` seconds
+    /// or more after the call began (a fixed budget on a lent GPU, say); `--resume` continues from there.
+    pub fn fit_for(
+        &mut self,
+        total_steps: u64,
+        time_limit: Option<f64>,
+        progress: Progress,
+    ) -> Result<()> {
         let start = self.step;
         if start >= total_steps {
             return Ok(());
@@ -652,7 +663,8 @@ impl Trainer {
                     val_msg = format!(" | val {:.4}", v.mean);
                 }
             }
-            let last = s.step == total_steps;
+            let out_of_time = time_limit.is_some_and(|l| t0.elapsed().as_secs_f64() >= l);
+            let last = s.step == total_steps || out_of_time;
             if (s.step % tc.checkpoint_every == 0 || last) && self.run_dir.is_some() {
                 self.save_checkpoint()?;
             }
@@ -669,6 +681,9 @@ impl Trainer {
                     "step {:>6}/{total_steps} | {msg} | grad norm {:.3} | lr {:.2e} | {:.2} steps/s",
                     s.step, s.grad_norm, s.lr, rate
                 );
+            }
+            if out_of_time {
+                break;
             }
         }
         if let Some(pb) = bar {
