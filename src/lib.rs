@@ -25,6 +25,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod precond;
+pub mod prof;
 pub mod rng;
 pub mod sample;
 pub mod sde;
