@@ -24,7 +24,8 @@ use rand_core::SeedableRng;
 use serde::Serialize;
 
 /// The U-Net's 3×3 shapes at batch 32 (cpu 64²/32²/16², paper 64²/32²) and the issue's reference shape.
-const DEFAULT_SHAPES: &str = "8,64,64,64,3,1;32,32,32,64,3,1;32,64,64,32,3,1;32,64,64,16,3,1;32,64,64,64,3,1;\
+const DEFAULT_SHAPES: &str =
+    "8,64,64,64,3,1;32,32,32,64,3,1;32,64,64,32,3,1;32,64,64,16,3,1;32,64,64,64,3,1;\
                               32,128,128,32,3,1;32,64,64,64,1,1";
 
 #[derive(Serialize)]
@@ -37,7 +38,10 @@ struct Row {
     gflops: f64,
 }
 
-fn median_time(min_time: f64, mut f: impl FnMut() -> candle_core::Result<f64>) -> candle_core::Result<f64> {
+fn median_time(
+    min_time: f64,
+    mut f: impl FnMut() -> candle_core::Result<f64>,
+) -> candle_core::Result<f64> {
     f()?;
     let mut t = Vec::new();
     let start = Instant::now();
@@ -68,7 +72,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut rows = Vec::new();
     for s in shapes.split(';').filter(|s| !s.trim().is_empty()) {
-        let v: Vec<usize> = s.split(',').map(|t| t.trim().parse()).collect::<Result<_, _>>()?;
+        let v: Vec<usize> = s
+            .split(',')
+            .map(|t| t.trim().parse())
+            .collect::<Result<_, _>>()?;
         let [b, ci, co, h, k, st] = v[..] else {
             return Err(format!("shape {s}: expected B,Cin,Cout,H,k,stride").into());
         };
@@ -84,13 +91,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let u = normal_tensor(&mut rng, (b, co, ho, ho), &dev)?;
         let flop = 2.0 * (b * co * ci * k * k * ho * ho) as f64;
         let name = format!("{b}x{ci}x{h}x{h} -> {co}, {k}x{k}/s{st}");
-        type ConvFn = fn(&Tensor, &Tensor, Option<&Tensor>, ConvGeom) -> clustermaps::Result<Tensor>;
-        let impls: [(&str, ConvFn); 2] = [("candle fast", conv2d_fast), ("candle conv2d", conv2d_candle)];
+        type ConvFn =
+            fn(&Tensor, &Tensor, Option<&Tensor>, ConvGeom) -> clustermaps::Result<Tensor>;
+        let impls: [(&str, ConvFn); 2] = [
+            ("candle fast", conv2d_fast),
+            ("candle conv2d", conv2d_candle),
+        ];
         for (rt, f) in impls {
             let fwd = median_time(min_time, || {
-                let (xd, wd, bd) = (x.as_tensor().detach(), w.as_tensor().detach(), bias.as_tensor().detach());
+                let (xd, wd, bd) = (
+                    x.as_tensor().detach(),
+                    w.as_tensor().detach(),
+                    bias.as_tensor().detach(),
+                );
                 let t0 = Instant::now();
-                let y = f(&xd, &wd, Some(&bd), geom).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let y = f(&xd, &wd, Some(&bd), geom)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 let dt = t0.elapsed().as_secs_f64();
                 drop(y);
                 Ok(dt)
@@ -98,7 +114,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Backward of Σ y⊙u minus the backward of the same loss on a leaf `y` (the loss's own share), each call.
             let y_leaf = Var::from_tensor(&u.zeros_like()?)?;
             let bwd = median_time(min_time, || {
-                let y = f(&x, &w, Some(&bias), geom).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                let y = f(&x, &w, Some(&bias), geom)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                 let loss = (y * &u)?.sum_all()?;
                 let t0 = Instant::now();
                 let g = loss.backward()?;
@@ -120,7 +137,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     seconds: secs,
                     gflops: fl / secs / 1e9,
                 };
-                eprintln!("{:14} {:3} {:28} {:8.1} ms {:6.1} GFLOP/s", r.runtime, r.op, r.shape, 1e3 * secs, r.gflops);
+                eprintln!(
+                    "{:14} {:3} {:28} {:8.1} ms {:6.1} GFLOP/s",
+                    r.runtime,
+                    r.op,
+                    r.shape,
+                    1e3 * secs,
+                    r.gflops
+                );
                 rows.push(r);
             }
         }
@@ -132,7 +156,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let y = a.broadcast_matmul(&bm)?;
             Ok(t0.elapsed().as_secs_f64() + 0.0 * y.dim(0)? as f64)
         })?;
-        eprintln!("{:14} {:3} {:28} {:8.1} ms {:6.1} GFLOP/s", "candle matmul", "fwd", name, 1e3 * mm, flop / mm / 1e9);
+        eprintln!(
+            "{:14} {:3} {:28} {:8.1} ms {:6.1} GFLOP/s",
+            "candle matmul",
+            "fwd",
+            name,
+            1e3 * mm,
+            flop / mm / 1e9
+        );
         rows.push(Row {
             runtime: "candle matmul".into(),
             op: "fwd".into(),
@@ -145,7 +176,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = DType::F32;
     if profile {
         for (k, e) in clustermaps::prof::snapshot() {
-            eprintln!("{k:24} {:8.3} s {:6} calls {:6.1} GFLOP/s", e.seconds, e.calls, e.flops / e.seconds / 1e9);
+            eprintln!(
+                "{k:24} {:8.3} s {:6} calls {:6.1} GFLOP/s",
+                e.seconds,
+                e.calls,
+                e.flops / e.seconds / 1e9
+            );
         }
     }
     let json = serde_json::to_string_pretty(&rows)?;

@@ -158,7 +158,8 @@ fn print_profile(title: &str, rows: &[ProfRow], pass_s: f64) {
             r.s_per_pass,
             100.0 * r.s_per_pass / pass_s,
             r.calls_per_pass,
-            r.gflops.map_or(String::new(), |g| format!("{g:.1} GFLOP/s"))
+            r.gflops
+                .map_or(String::new(), |g| format!("{g:.1} GFLOP/s"))
         );
     }
 }

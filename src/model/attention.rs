@@ -69,7 +69,11 @@ impl AttnBlock {
         let w = softmax_last_dim(&q.t()?.matmul(&k)?)?; // [B, N(i), N(j)]
         let a = v.matmul(&w.t()?)?; // [B, C, N(i)]
         let o = self.out.0.broadcast_matmul(&a)?.reshape((b, c, hh, ww))?;
-        let scale = if self.skip_rescale { FRAC_1_SQRT_2 } else { 1.0 };
+        let scale = if self.skip_rescale {
+            FRAC_1_SQRT_2
+        } else {
+            1.0
+        };
         residual_out(x, &o, &self.out.1, scale)
     }
 }

@@ -162,7 +162,11 @@ impl ResnetBlockBigGAN {
             Some(c) => (c.forward_no_bias(&x)?, (self.conv1.bias() + c.bias())?),
             None => (x, self.conv1.bias().clone()),
         };
-        let scale = if self.skip_rescale { FRAC_1_SQRT_2 } else { 1.0 };
+        let scale = if self.skip_rescale {
+            FRAC_1_SQRT_2
+        } else {
+            1.0
+        };
         residual_out(&x, &h, &bias, scale)
     }
 }

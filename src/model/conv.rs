@@ -1,28 +1,27 @@
-//! Convolutions of NCSN++-lite with \[S21\] initialization (`layers.ddpm_conv3x3`, `ddpm_conv1x1`), and a faster CPU
-//! path for them (design spec `score-model.md` §11).
+//! Convolutions of NCSN++-lite with \[S21\] initialization (`layers.ddpm_conv3x3`, `ddpm_conv1x1`), and a fast CPU
+//! convolution for them (design spec `score-model.md` §11; BENCHMARKS.md, "Training").
 //!
-//! **Why not candle's conv2d on the CPU.** candle 0.11's CPU `conv2d` runs a tiled im2col + gemm with an
-//! NCHW→NHWC copy per call; its backward computes ∂input with `conv_transpose2d`, a direct loop without gemm, and
-//! ∂weight with a skinny conv2d. Measured on the 2-core box (loaded by other jobs, so absolute numbers are noisy)
-//! for `[8, 32, 64, 64]`, 32 → 32 channels (0.6 GFLOP): conv2d forward ≈ 95–150 ms, `conv_transpose2d` ≈ 230–290
-//! ms, ∂weight ≈ 90–150 ms, whereas a gemm of the same size takes ≈ 26 ms.
+//! **Why not candle's conv2d on the CPU.** candle 0.11's CPU `conv2d` copies the input to NHWC and runs a tiled
+//! im2col + gemm; its backward computes ∂input with `conv_transpose2d`, a direct loop without gemm, and ∂weight
+//! with a skinny conv2d. On the 2-core box it reaches 4–19 % of the machine's peak forward and 2–8 % backward
+//! (`benches/conv.rs`); its backward also fails when the stride does not divide `H + 2p − span` and `W + 2p − span`
+//! alike (one `output_padding` for both axes).
 //!
-//! **What we do instead** (CPU, f32/f64; [`ConvImpl::Auto`]): 3×3 convolutions as an explicit im2col and one batched
-//! matmul,
+//! **[`FastConv2d`]** (CPU, f32/f64; [`ConvImpl::Auto`]): any conv2d with groups = 1 — kernel size, stride,
+//! padding, dilation — as implicit im2col + gemm,
 //!
 //! ```text
-//! cols[b, 9c + 3k_y + k_x, y·W + x] = x[b, c, y + k_y − 1, x + k_x − 1]   (0 outside: "same" padding)
-//! y[b] = W[C_out, 9C_in] · cols[b]
+//! cols[(c·k_h + k_y)·k_w + k_x, o_y·W_o + o_x] = x[c, o_y·s − p + k_y·d, o_x·s − p + k_x·d]   (0 outside)
+//! y[b] = W[C_out, C_in·k_h·k_w] · cols(x[b]) + bias            (bias [C_out] or per sample [B, C_out])
 //! ```
 //!
-//! The whole convolution is one custom op: the forward pass builds the columns (one parallel copy) and multiplies;
-//! the backward pass rebuilds them for `∂W = ∂y·colsᵀ` and maps `Wᵀ·∂y` back to the image with col2im (one
-//! scatter-add), so forward, ∂input and ∂weight are all gemms and the `[B, 9C, H·W]` columns (9× the input) live only
-//! during one op. 1×1 convolutions are a plain batched matmul. For the whole `cpu` preset at batch 8, 64², with
-//! dropout (test `unet_cpu_preset_timing`, same machine, back to back): forward + backward 4.7 s with
-//! [`ConvImpl::Auto`] against 7.9 s with [`ConvImpl::Candle`], peak RSS 1.34 GB against 1.25 GB. On other devices, and with
-//! [`ConvImpl::Candle`], candle's conv2d is used; both paths compute the same function (tests compare forward and
-//! gradients).
+//! built per image in column tiles that stay in cache, each tile one `gemm` call (the crate candle uses) writing
+//! into the output in place on top of the pre-filled bias. 1×1 stride-1 convolutions skip the copy (the image is its
+//! own column matrix). The backward pass rebuilds each tile once and uses it for `∂W += ∂y·colsᵀ` (accumulated in
+//! place), `∂x += col2im(Wᵀ·∂y)` and `∂bias`. Images are spread over the rayon threads (single-threaded gemms) when
+//! the batch fills them, else processed one by one with a parallel gemm. The columns live only inside one op, so it
+//! holds no more memory than candle's conv2d. With [`ConvImpl::Candle`], and on other devices, candle's conv2d
+//! runs; tests compare both (values and all gradients) on random shapes.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -95,7 +94,12 @@ impl ConvGeom {
 /// sample `[B, C_out]`, through
 /// [`FastConv2d`] (CPU, f32/f64, [`ConvImpl::Auto`]) or candle's `conv2d` (+ [`add_channel_bias`]) otherwise. Both
 /// are differentiable in all inputs.
-pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, geom: ConvGeom) -> Result<Tensor> {
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    geom: ConvGeom,
+) -> Result<Tensor> {
     let cpu_float = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
     if cpu_float && conv_impl() == ConvImpl::Auto {
         conv2d_fast(x, weight, bias, geom)
@@ -195,7 +199,9 @@ impl Dims {
                 wo,
                 g,
             }),
-            _ => candle_core::bail!("fast-conv2d: input {x:?} does not fit weight {wt:?} with {g:?}"),
+            _ => {
+                candle_core::bail!("fast-conv2d: input {x:?} does not fit weight {wt:?} with {g:?}")
+            }
         }
     }
     /// Rows of the column matrix, `C_in·k_h·k_w`.
@@ -218,7 +224,10 @@ impl Dims {
         if self.pointwise() {
             return self.hwo();
         }
-        (TILE_ELEMS / self.k()).max(256).max(self.wo).min(self.hwo())
+        (TILE_ELEMS / self.k())
+            .max(256)
+            .max(self.wo)
+            .min(self.hwo())
     }
     fn flops(&self) -> f64 {
         2.0 * (self.b * self.co * self.k() * self.hwo()) as f64
@@ -248,7 +257,7 @@ fn contiguous<'a, T: WithDType>(s: &'a [T], l: &Layout) -> candle_core::Result<&
 /// other with a parallel gemm: when there are enough images to keep every thread busy.
 fn split_images(b: usize) -> bool {
     let nt = rayon::current_num_threads();
-    nt > 1 && b >= nt && (b % nt == 0 || b >= 4 * nt)
+    nt > 1 && b >= nt && (b.is_multiple_of(nt) || b >= 4 * nt)
 }
 
 /// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` with row/column strides (elements) for each operand, `dst` row-major
@@ -295,14 +304,22 @@ fn valid(off: isize, stride: usize, n: usize, n_out: usize) -> Range<usize> {
     let lo = if off < 0 { (-off + s - 1) / s } else { 0 };
     let last = n as isize - 1 - off;
     let hi = if last < 0 { 0 } else { last / s + 1 };
-    let (lo, hi) = (lo.min(n_out as isize) as usize, hi.min(n_out as isize) as usize);
+    let (lo, hi) = (
+        lo.min(n_out as isize) as usize,
+        hi.min(n_out as isize) as usize,
+    );
     lo..hi.max(lo)
 }
 
 /// Walks row `r` (= `(c·k_h + k_y)·k_w + k_x`) of the column matrix over the output pixels `cols` and calls
 /// `f(out_offset, input_index_or_none, len, step)` for each run: `len` output pixels starting at `out_offset`
 /// (relative to `cols.start`) read input pixels `input, input + step, …` of channel `c`, or zeros when `None`.
-fn walk_row(d: &Dims, r: usize, cols: Range<usize>, mut f: impl FnMut(usize, Option<usize>, usize)) {
+fn walk_row(
+    d: &Dims,
+    r: usize,
+    cols: Range<usize>,
+    mut f: impl FnMut(usize, Option<usize>, usize),
+) {
     let (ky, kx) = ((r / d.kw) % d.kh, r % d.kw);
     let g = d.g;
     let offy = (ky * g.dilation) as isize - g.padding as isize;
@@ -357,7 +374,13 @@ fn im2col<T: WithDType>(x: &[T], d: &Dims, rows: Range<usize>, cols: Range<usize
 
 /// Adjoint of [`im2col`]: adds rows `rows` of `dcols` (`[rows.len(), cols.len()]`) into the image gradient
 /// `dx [C, H, W]`.
-fn col2im<T: WithDType>(dcols: &[T], d: &Dims, rows: Range<usize>, cols: Range<usize>, dx: &mut [T]) {
+fn col2im<T: WithDType>(
+    dcols: &[T],
+    d: &Dims,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    dx: &mut [T],
+) {
     let nb = cols.len();
     let (s, kk, hw) = (d.g.stride, d.kh * d.kw, d.hw());
     let c0 = rows.start / kk;
@@ -475,7 +498,15 @@ fn fwd<T: WithDType>(x: &[T], wt: &[T], bias: Option<&[T]>, d: &Dims) -> Vec<T> 
     let (img_in, img_out) = (d.c * d.hw(), d.co * d.hwo());
     let mut y = vec![T::zero(); d.b * img_out];
     // A `[B, C_out]` bias is per sample, a `[C_out]` one shared.
-    let bias_of = |i: usize| bias.map(|b| if b.len() == d.co { b } else { &b[i * d.co..][..d.co] });
+    let bias_of = |i: usize| {
+        bias.map(|b| {
+            if b.len() == d.co {
+                b
+            } else {
+                &b[i * d.co..][..d.co]
+            }
+        })
+    };
     if split_images(d.b) {
         y.par_chunks_mut(img_out)
             .zip(x.par_chunks(img_in))
@@ -518,7 +549,9 @@ fn sum8<T: WithDType>(v: &[T]) -> T {
             *a += b;
         }
     }
-    it.remainder().iter().fold(p.iter().fold(T::zero(), |a, &b| a + b), |a, &b| a + b)
+    it.remainder()
+        .iter()
+        .fold(p.iter().fold(T::zero(), |a, &b| a + b), |a, &b| a + b)
 }
 
 /// Backward pass of one image: `∂W += ∂y · colsᵀ`, `∂x = col2im(Wᵀ · ∂y)` (into the zeroed `dx`),
@@ -582,7 +615,10 @@ fn bwd_image<T: WithDType>(
     while n0 < hwo {
         let n1 = (n0 + nb).min(hwo);
         let m = n1 - n0;
-        let p = prof::scope_flops("thread-s: conv kxk im2col+dW gemm", 2.0 * (d.co * k * m) as f64);
+        let p = prof::scope_flops(
+            "thread-s: conv kxk im2col+dW gemm",
+            2.0 * (d.co * k * m) as f64,
+        );
         im2col_tile(x, d, n0..n1, &mut acc.cols, par);
         // SAFETY: dw [co, k] += g[:, n0..n1] · colsᵀ, cols [k, m]; dcols [k, m] = Wᵀ · g[:, n0..n1].
         unsafe {
@@ -599,7 +635,10 @@ fn bwd_image<T: WithDType>(
             );
         }
         drop(p);
-        let _p = prof::scope_flops("thread-s: conv kxk dx gemm+col2im", 2.0 * (d.co * k * m) as f64);
+        let _p = prof::scope_flops(
+            "thread-s: conv kxk dx gemm+col2im",
+            2.0 * (d.co * k * m) as f64,
+        );
         unsafe {
             gemm_acc(
                 (k, m, d.co),
@@ -685,7 +724,7 @@ fn cpu_fwd_any(
         }
     }
     let shape = Shape::from((d.b, d.co, d.ho, d.wo));
-    match (s1, s2, bias.map(|(s, l)| (s, l))) {
+    match (s1, s2, bias) {
         (CpuStorage::F32(x), CpuStorage::F32(w), None) => Ok((
             CpuStorage::F32(fwd(contiguous(x, l1)?, contiguous(w, l2)?, None, &d)),
             shape,
@@ -727,7 +766,11 @@ fn bwd_tensors(
     let (x, wt, grad) = (x.contiguous()?, wt.contiguous()?, grad.contiguous()?);
     let d = Dims::new(x.dims(), wt.dims(), geom)?;
     if grad.dims() != [d.b, d.co, d.ho, d.wo] {
-        candle_core::bail!("fast-conv2d: gradient {:?} for output {:?}", grad.dims(), (d.b, d.co, d.ho, d.wo));
+        candle_core::bail!(
+            "fast-conv2d: gradient {:?} for output {:?}",
+            grad.dims(),
+            (d.b, d.co, d.ho, d.wo)
+        );
     }
     let (sx, lx) = x.storage_and_layout();
     let (sw, lw) = wt.storage_and_layout();
@@ -738,7 +781,12 @@ fn bwd_tensors(
             Storage::Cpu(CpuStorage::F32(ws)),
             Storage::Cpu(CpuStorage::F32(gs)),
         ) => {
-            let (a, b, c) = bwd(contiguous(xs, lx)?, contiguous(ws, lw)?, contiguous(gs, lg)?, &d);
+            let (a, b, c) = bwd(
+                contiguous(xs, lx)?,
+                contiguous(ws, lw)?,
+                contiguous(gs, lg)?,
+                &d,
+            );
             (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c))
         }
         (
@@ -746,7 +794,12 @@ fn bwd_tensors(
             Storage::Cpu(CpuStorage::F64(ws)),
             Storage::Cpu(CpuStorage::F64(gs)),
         ) => {
-            let (a, b, c) = bwd(contiguous(xs, lx)?, contiguous(ws, lw)?, contiguous(gs, lg)?, &d);
+            let (a, b, c) = bwd(
+                contiguous(xs, lx)?,
+                contiguous(ws, lw)?,
+                contiguous(gs, lg)?,
+                &d,
+            );
             (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c))
         }
         _ => candle_core::bail!("fast-conv2d: CPU f32 or f64 operands of one dtype expected"),
@@ -788,7 +841,13 @@ impl CustomOp2 for FastConv2d {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = bwd_tensors(self.geom, &x.detach(), &weight.detach(), &grad.detach(), false)?;
+        let (dx, dw, _) = bwd_tensors(
+            self.geom,
+            &x.detach(),
+            &weight.detach(),
+            &grad.detach(),
+            false,
+        )?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -819,8 +878,13 @@ impl CustomOp3 for FastConv2d {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let per_sample = bias.rank() == 2;
-        let (dx, dw, db) =
-            bwd_tensors(self.geom, &x.detach(), &weight.detach(), &grad.detach(), per_sample)?;
+        let (dx, dw, db) = bwd_tensors(
+            self.geom,
+            &x.detach(),
+            &weight.detach(),
+            &grad.detach(),
+            per_sample,
+        )?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -921,7 +985,19 @@ mod tests {
     }
 
     /// One case: `(B, C_in, C_out, H, W, k_h, k_w, stride, padding, dilation, bias)`.
-    type Case = (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, bool);
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        bool,
+    );
 
     /// Fast conv against candle's conv2d: value, ∂x, ∂W and ∂bias (through a random upstream gradient), f64 and
     /// f32, relative to the largest reference element; also in the one-image-at-a-time path (batch 1, 3).
@@ -964,10 +1040,7 @@ mod tests {
                 .unwrap()
                 .narrow(3, 0, (wo - 1) * s + dil * (kw - 1) + 1)
                 .unwrap();
-            let geom0 = ConvGeom {
-                padding: 0,
-                ..geom
-            };
+            let geom0 = ConvGeom { padding: 0, ..geom };
             let yb = conv2d_candle(&xp, &k, bias_ref, geom0).unwrap();
             assert!(rel_diff(&yb, &yc) < tol, "{case:?}: reference paths differ");
             let up = randn(yb.dims(), seed + 3).to_dtype(dtype).unwrap();
@@ -979,7 +1052,10 @@ mod tests {
             }
             for (name, v) in vars {
                 let d = rel_diff(ga.get(v).unwrap(), gb.get(v).unwrap());
-                assert!(d < tol, "{dtype:?} {case:?}: d{name} differs by {d} (relative)");
+                assert!(
+                    d < tol,
+                    "{dtype:?} {case:?}: d{name} differs by {d} (relative)"
+                );
             }
         }
     }
@@ -1061,7 +1137,10 @@ mod tests {
             col2im(&gt, &d, 0..d.k(), cols, &mut back);
         }
         let rhs: f64 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
-        assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+        assert!(
+            (lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()),
+            "{lhs} vs {rhs}"
+        );
     }
 
     /// The [`Conv`] module (bias fused) against candle's conv2d + bias, for both kernels.

@@ -29,9 +29,11 @@ fn slice<'a, T: WithDType>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T
 /// `scale·(x + h + bias[c])` for `x, h [B, C, …]`, `bias [C]`.
 pub fn residual_out(x: &Tensor, h: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
     if cpu_float(x) && x.dims() == h.dims() && x.rank() >= 2 && bias.dims() == [x.dim(1)?] {
-        Ok(x
-            .contiguous()?
-            .apply_op3(&h.contiguous()?, &bias.contiguous()?, ResidualOut { scale })?)
+        Ok(x.contiguous()?.apply_op3(
+            &h.contiguous()?,
+            &bias.contiguous()?,
+            ResidualOut { scale },
+        )?)
     } else {
         let sum = add_channel_bias(&(x + h)?, bias)?;
         Ok(if scale == 1.0 {
@@ -81,11 +83,23 @@ impl CustomOp3 for ResidualOut {
         let shape = l1.shape().clone();
         Ok(match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(h), CpuStorage::F32(b)) => (
-                CpuStorage::F32(residual_fwd(slice(x, l1)?, slice(h, l2)?, slice(b, l3)?, hw, self.scale)),
+                CpuStorage::F32(residual_fwd(
+                    slice(x, l1)?,
+                    slice(h, l2)?,
+                    slice(b, l3)?,
+                    hw,
+                    self.scale,
+                )),
                 shape,
             ),
             (CpuStorage::F64(x), CpuStorage::F64(h), CpuStorage::F64(b)) => (
-                CpuStorage::F64(residual_fwd(slice(x, l1)?, slice(h, l2)?, slice(b, l3)?, hw, self.scale)),
+                CpuStorage::F64(residual_fwd(
+                    slice(x, l1)?,
+                    slice(h, l2)?,
+                    slice(b, l3)?,
+                    hw,
+                    self.scale,
+                )),
                 shape,
             ),
             _ => candle_core::bail!("residual-out: f32 or f64 operands of one dtype expected"),
@@ -153,12 +167,14 @@ impl CustomOp2 for MulMask {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let shape = l1.shape().clone();
         Ok(match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                (CpuStorage::F32(mul_slices(slice(a, l1)?, slice(b, l2)?)), shape)
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                (CpuStorage::F64(mul_slices(slice(a, l1)?, slice(b, l2)?)), shape)
-            }
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => (
+                CpuStorage::F32(mul_slices(slice(a, l1)?, slice(b, l2)?)),
+                shape,
+            ),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => (
+                CpuStorage::F64(mul_slices(slice(a, l1)?, slice(b, l2)?)),
+                shape,
+            ),
             _ => candle_core::bail!("mul-mask: f32 or f64 operands of one dtype expected"),
         })
     }
@@ -189,7 +205,14 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     /// The fused ops against their candle compositions: values and every gradient.
