@@ -86,6 +86,10 @@ struct Args {
     /// Skip the forward-only measurement.
     #[arg(long)]
     no_fwd: bool,
+    /// Record the per-op-kind profile (`clustermaps::prof`) of the timed passes into the JSON (`fwd_profile`,
+    /// `train_profile`) and print it.
+    #[arg(long)]
+    profile: bool,
     /// Also write the JSON array to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -116,6 +120,48 @@ struct Spec {
     min_time: f64,
     max_steps: usize,
     fwd: bool,
+    #[serde(default)]
+    profile: bool,
+}
+
+/// One op kind of a profile, per timed pass (see `clustermaps::prof`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ProfRow {
+    kind: String,
+    s_per_pass: f64,
+    calls_per_pass: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    gflops: Option<f64>,
+}
+
+/// Turns profiling on after `warmup` calls of a timed loop; returns the per-pass table.
+fn profile_rows(passes: usize) -> Vec<ProfRow> {
+    clustermaps::prof::enable(false);
+    let n = passes.max(1) as f64;
+    clustermaps::prof::snapshot()
+        .into_iter()
+        .map(|(k, e)| ProfRow {
+            kind: k.to_string(),
+            s_per_pass: round(e.seconds / n, 4),
+            calls_per_pass: round(e.calls as f64 / n, 2),
+            gflops: (e.flops > 0.0).then(|| round(e.flops / e.seconds / 1e9, 2)),
+        })
+        .collect()
+}
+
+fn print_profile(title: &str, rows: &[ProfRow], pass_s: f64) {
+    eprintln!("[bench] {title}: {pass_s:.3} s per pass");
+    for r in rows {
+        eprintln!(
+            "  {:40} {:8.4} s {:5.1} %  {:7.1} calls  {}",
+            r.kind,
+            r.s_per_pass,
+            100.0 * r.s_per_pass / pass_s,
+            r.calls_per_pass,
+            r.gflops
+                .map_or(String::new(), |g| format!("{g:.1} GFLOP/s"))
+        );
+    }
 }
 
 /// One configuration's results (field names as `bench_train.py` where the meaning is the same).
@@ -154,6 +200,10 @@ struct Record {
     cpu: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     wall_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    fwd_profile: Option<Vec<ProfRow>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    train_profile: Option<Vec<ProfRow>>,
 }
 
 type BoxResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -351,6 +401,8 @@ fn run_child(spec: &Spec) -> BoxResult<Record> {
         peak_rss_delta_mib: 0.0,
         cpu: cpu_model(),
         wall_s: None,
+        fwd_profile: None,
+        train_profile: None,
     };
     if rayon::current_num_threads() != rec.threads {
         eprintln!(
@@ -364,7 +416,13 @@ fn run_child(spec: &Spec) -> BoxResult<Record> {
         // The EMA network: plain tensors, so no autograd graph is recorded (the samplers' path).
         let ema = trainer.ema_model()?;
         let net = ema.net();
+        let mut calls = 0;
         let times = timed_loop(spec, spec.warmup, || {
+            if spec.profile && calls == spec.warmup {
+                clustermaps::prof::reset();
+                clustermaps::prof::enable(true);
+            }
+            calls += 1;
             let out = net.forward(&x, &y, &label, None)?;
             drop(out);
             Ok(())
@@ -376,13 +434,28 @@ fn run_child(spec: &Spec) -> BoxResult<Record> {
         rec.fwd_passes = Some(times.len());
         rec.fwd_gflops = Some(round(ips * fwd_gflop, 2));
         rec.peak_rss_fwd_mib = Some(round(proc_status_mib("VmHWM"), 1));
+        if spec.profile {
+            let rows = profile_rows(times.len());
+            print_profile(
+                &format!("{}:{} forward profile", spec.preset, b),
+                &rows,
+                total / times.len() as f64,
+            );
+            rec.fwd_profile = Some(rows);
+        }
     }
 
     // `last_loss_per_dim` as bench_train.py: the step's loss (batch mean of ½Σ) over the dimensions of one sample,
     // ≈ 0.5 at initialization. (The trainer's own `loss_per_dim` is the mean squared residual, without the ½.)
     let dims = (m.target_channels * s * s) as f64;
     let mut last_loss = f64::NAN;
+    let mut calls = 0;
     let mut step = || -> BoxResult<()> {
+        if spec.profile && calls == spec.warmup {
+            clustermaps::prof::reset();
+            clustermaps::prof::enable(true);
+        }
+        calls += 1;
         let st = trainer.step()?;
         last_loss = st.loss / dims;
         Ok(())
@@ -397,6 +470,15 @@ fn run_child(spec: &Spec) -> BoxResult<Record> {
     rec.last_loss_per_dim = round(last_loss, 4);
     rec.peak_rss_mib = round(peak, 1);
     rec.peak_rss_delta_mib = round(peak - rss_base, 1);
+    if spec.profile {
+        let rows = profile_rows(times.len());
+        print_profile(
+            &format!("{}:{} training-step profile", spec.preset, b),
+            &rows,
+            total / times.len() as f64,
+        );
+        rec.train_profile = Some(rows);
+    }
     Ok(rec)
 }
 
@@ -514,6 +596,7 @@ fn main() -> BoxResult<()> {
             min_time,
             max_steps,
             fwd: !args.no_fwd,
+            profile: args.profile,
         });
     }
 
@@ -526,6 +609,7 @@ fn main() -> BoxResult<()> {
             .arg("--child")
             .arg(serde_json::to_string(spec)?)
             .env("RAYON_NUM_THREADS", threads.to_string())
+            .stderr(std::process::Stdio::inherit())
             .output()?;
         if !out.status.success() {
             std::io::stderr().write_all(&out.stderr)?;

@@ -37,11 +37,53 @@ def ratio(a, b):
     return a / b
 
 
+def peak_gflops():
+    """(peak GFLOP/s, how it was estimated): cores × clock × FMA units × f32 lanes × 2 from /proc/cpuinfo."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return None, "no /proc/cpuinfo"
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    mhz = [float(l.split(":", 1)[1]) for l in info.splitlines() if l.startswith("cpu MHz")]
+    cores = len(mhz) or 1
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
+    fma_units = 2 if "fma" in flags else 1
+    ghz = (sum(mhz) / len(mhz) / 1000) if mhz else float("nan")
+    peak = cores * ghz * fma_units * lanes * 2
+    return peak, (f"{cores} cores × {ghz:.2f} GHz (cpu MHz of /proc/cpuinfo) × {fma_units} FMA units × {lanes} f32 "
+                  f"lanes ({'avx512f' if lanes == 16 else 'avx2'}) × 2 = {peak:.0f} GFLOP/s")
+
+
+def conv_table(recs):
+    peak, how = peak_gflops()
+    by = {}
+    for r in recs:
+        by.setdefault((r["shape"], r["op"]), {})[r["runtime"]] = r
+    out = ["", "Convolution op (f32, padding k/2, with bias; `benches/conv.rs`, `bench_conv.py`), GFLOP/s "
+           f"(% of the estimated peak). Peak: {how}.", "",
+           "| shape | pass | candle fast | candle conv2d | PyTorch | fast/PyTorch | candle gemm of the fwd size |",
+           "|---|---|---|---|---|---|---|"]
+    seen = []
+    for (shape, op) in by:
+        if (shape, op) not in seen:
+            seen.append((shape, op))
+    for shape, op in seen:
+        r = by[(shape, op)]
+        cell = lambda k: (f"{r[k]['gflops']:.1f} ({100 * r[k]['gflops'] / peak:.0f} %)" if k in r and peak
+                          else "–")
+        rat = ratio(r.get("candle fast", {}).get("gflops"), r.get("pytorch", {}).get("gflops"))
+        out.append(f"| {shape} | {op} | {cell('candle fast')} | {cell('candle conv2d')} | {cell('pytorch')} | "
+                   f"{fmt(rat)} | {cell('candle matmul')} |")
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rust", nargs="+", required=True, help="JSON arrays from benches/train.rs")
     ap.add_argument("--torch", nargs="*", default=[], help="JSON arrays from bench_train.py")
     ap.add_argument("--out", help="also write the Markdown table here")
+    ap.add_argument("--conv", nargs="*", default=[], help="conv-op JSON arrays (benches/conv.rs, bench_conv.py)")
+    ap.add_argument("--load", default="", help="load averages seen during the run (a note under the table)")
     args = ap.parse_args(argv)
 
     rows: dict = {}
@@ -84,6 +126,11 @@ def main(argv=None) -> None:
         "Warm-up passes per phase: " + ", ".join(f"{p} {w}" for p, w in warm) + ". "
         "Peak − base: peak RSS minus the RSS after a library warm-up, before the network is built.",
     ]
+    if args.load:
+        notes.append("")
+        notes.append(f"Load (`uptime` load averages, 1/5/15 min) during the run: {args.load}.")
+    if args.conv:
+        notes += conv_table(load(args.conv))
     text = "\n".join(lines + notes) + "\n"
     sys.stdout.write(text)
     if args.out:

@@ -26,6 +26,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod precond;
+pub mod prof;
 pub mod reproduce;
 pub mod rng;
 pub mod sample;

@@ -4,6 +4,8 @@
 # Usage:  benches/reference/run.sh [bench_train.py arguments...]
 #         benches/reference/run.sh --install-only      # only create the venv and install torch
 #         benches/reference/run.sh --unet [unet_torch.py arguments...]   # e.g. --unet --compare rust_params.txt
+#         benches/reference/run.sh --conv [bench_conv.py arguments...]   # conv-op GFLOP/s
+#         benches/reference/run.sh --profile [profile_train.py arguments...]   # per-op profile of one step
 #
 # Creates, if missing or broken, a Python venv with a CPU build of torch and runs bench_train.py in it,
 # passing all arguments through (e.g. `--threads 2 --out torch.json`, `--help` for the rest).
@@ -63,6 +65,14 @@ log "$("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)')"
 
 if [ "${1:-}" = "--install-only" ]; then
     exit 0
+fi
+if [ "${1:-}" = "--profile" ]; then
+    shift
+    exec "$VENV/bin/python" "$HERE/profile_train.py" "$@"
+fi
+if [ "${1:-}" = "--conv" ]; then
+    shift
+    exec "$VENV/bin/python" "$HERE/bench_conv.py" "$@"
 fi
 if [ "${1:-}" = "--unet" ]; then
     shift

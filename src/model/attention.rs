@@ -7,6 +7,7 @@ use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::conv::add_channel_bias;
+use super::fused::residual_out;
 use super::init::weight_and_bias;
 use super::norm::GroupNormAct;
 use crate::Result;
@@ -54,6 +55,7 @@ impl AttnBlock {
 
     /// `x [B, C, H, W]` → `[B, C, H, W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = crate::prof::scope("attention fwd (incl. its GN)");
         let (b, c, hh, ww) = x.dims4()?;
         let n = hh * ww;
         let h = self.gn.forward(x)?.reshape((b, c, n))?;
@@ -67,12 +69,12 @@ impl AttnBlock {
         let w = softmax_last_dim(&q.t()?.matmul(&k)?)?; // [B, N(i), N(j)]
         let a = v.matmul(&w.t()?)?; // [B, C, N(i)]
         let o = self.out.0.broadcast_matmul(&a)?.reshape((b, c, hh, ww))?;
-        let sum = add_channel_bias(&(x + o)?, &self.out.1)?;
-        Ok(if self.skip_rescale {
-            sum.affine(FRAC_1_SQRT_2, 0.0)?
+        let scale = if self.skip_rescale {
+            FRAC_1_SQRT_2
         } else {
-            sum
-        })
+            1.0
+        };
+        residual_out(x, &o, &self.out.1, scale)
     }
 }
 

@@ -8,7 +8,8 @@ use candle_nn::VarBuilder;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use super::conv::{add_channel_bias, Conv};
+use super::conv::Conv;
+use super::fused::{mul_mask, residual_out};
 use super::init::weight_and_bias;
 use super::norm::GroupNormAct;
 use crate::{Error, Result};
@@ -25,6 +26,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
     if p >= 1.0 {
         return Err(Error::Config(format!("dropout probability {p} ≥ 1")));
     }
+    let _p = crate::prof::scope("dropout fwd (mask + mul)");
     let n = x.elem_count();
     let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
     let keep = (1.0 / (1.0 - p)) as f32;
@@ -42,7 +44,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         })
         .collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    Ok(x.mul(&mask)?)
+    mul_mask(x, &mask)
 }
 
 /// Resampling inside a [`ResnetBlockBigGAN`] (\[S21\] `up`/`down` flags, `fir = False`).
@@ -58,6 +60,7 @@ pub enum Sampling {
 
 impl Sampling {
     fn apply(self, x: &Tensor) -> Result<Tensor> {
+        let _p = (self != Sampling::Plain).then(|| crate::prof::scope("resample fwd"));
         Ok(match self {
             Sampling::Plain => x.clone(),
             Sampling::Up => {
@@ -93,7 +96,6 @@ pub struct ResnetBlockBigGAN {
     conv1: Conv,
     skip: Option<Conv>,
     sampling: Sampling,
-    out_ch: usize,
     dropout: f64,
     skip_rescale: bool,
 }
@@ -128,7 +130,6 @@ impl ResnetBlockBigGAN {
             conv1,
             skip,
             sampling,
-            out_ch,
             dropout,
             skip_rescale,
         })
@@ -145,31 +146,28 @@ impl ResnetBlockBigGAN {
         let h = self.gn0.forward(x)?;
         let h = self.sampling.apply(&h)?;
         let x = self.sampling.apply(x)?;
-        // Conv_0's bias and Dense_0(act(temb)) are both per-(sample, channel) constants: add them in one pass.
+        // Conv_0's bias and Dense_0(act(temb)) are both per-(sample, channel) constants: one [B, C_out] bias, fused
+        // into the convolution.
         let t = act_temb
             .matmul(&self.dense_w.t()?)?
             .broadcast_add(&(&self.dense_b + self.conv0.bias())?)?;
-        let b = t.dim(0)?;
-        let h =
-            self.conv0
-                .forward_no_bias(&h)?
-                .broadcast_add(&t.reshape((b, self.out_ch, 1, 1))?)?;
+        let h = self.conv0.forward_with_bias(&h, &t)?;
         let mut h = self.gn1.forward(&h)?;
         if let Some(rng) = rng {
             h = dropout(&h, self.dropout, rng)?;
         }
         let h = self.conv1.forward_no_bias(&h)?;
-        // Conv_1's and the skip's biases are added once, after the residual sum.
+        // Conv_1's and the skip's biases are added once, with the residual sum and its rescaling (one fused op).
         let (x, bias) = match &self.skip {
             Some(c) => (c.forward_no_bias(&x)?, (self.conv1.bias() + c.bias())?),
             None => (x, self.conv1.bias().clone()),
         };
-        let sum = add_channel_bias(&(x + h)?, &bias)?;
-        Ok(if self.skip_rescale {
-            sum.affine(FRAC_1_SQRT_2, 0.0)?
+        let scale = if self.skip_rescale {
+            FRAC_1_SQRT_2
         } else {
-            sum
-        })
+            1.0
+        };
+        residual_out(&x, &h, &bias, scale)
     }
 }
 

@@ -3,8 +3,9 @@
 //! - [`config`]: [`ModelConfig`] and its presets.
 //! - [`embedding`]: Gaussian Fourier / sinusoidal noise embeddings and the time-embedding MLP.
 //! - [`blocks`]: \[S21\] `ResnetBlockBigGANpp`, convolutions, host-seeded dropout.
-//! - [`conv`]: 3×3 / 1×1 convolutions; im2col + matmul on the CPU.
+//! - [`conv`]: convolutions; [`conv::FastConv2d`] (implicit im2col + gemm, fused bias) on the CPU.
 //! - [`attention`]: \[S21\] `AttnBlockpp`.
+//! - [`fused`]: fused element-wise block tails (residual sum, dropout mask).
 //! - [`unet`]: [`NcsnppUnet`], [`param_count`], [`forward_flops`].
 //! - [`norm`]: GroupNorm (+ SiLU) as one fused CPU op.
 //! - [`init`]: \[S21\] `default_init` and [`seeded_var_builder`] (initial weights from the model seed).
@@ -31,6 +32,7 @@ pub mod blocks;
 pub mod config;
 pub mod conv;
 pub mod embedding;
+pub mod fused;
 pub mod init;
 pub mod norm;
 pub mod unet;

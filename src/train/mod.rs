@@ -429,13 +429,21 @@ impl Trainer {
         let t0 = Instant::now();
         let tc = &self.cfg.train;
         let b = tc.batch_size;
+        let p = crate::prof::scope("step: batch");
         let rows = self.order.rows(self.step).to_vec();
         let elems = data::draw_d4(&mut self.rng_data, b, tc.augment == Augment::D4);
         let (x0, y) = self.train.batch(&rows, &elems, &self.device)?;
+        drop(p);
+        let p = crate::prof::scope("step: forward+loss");
         let out = self.loss(&x0, &y)?;
         let (loss, per_dim) = out.values()?;
+        drop(p);
+        let p = crate::prof::scope("step: backward");
         let grads = out.loss.backward()?;
+        drop(p);
+        let p = crate::prof::scope("step: grad norm");
         let grad_norm = self.adam.grad_norm(&grads)?;
+        drop(p);
         if !loss.is_finite() || !grad_norm.is_finite() {
             return Err(Error::NonFinite {
                 what: format!("training step {}", self.step + 1),
@@ -444,10 +452,14 @@ impl Trainer {
                 ),
             });
         }
+        let p = crate::prof::scope("step: adam");
         let info = self
             .adam
             .step(&grads, clip_scale(grad_norm, self.cfg.train.grad_clip))?;
+        drop(p);
+        let p = crate::prof::scope("step: ema");
         self.ema.update_vars(self.adam.vars())?;
+        drop(p);
         self.step += 1;
         let stats = StepStats {
             step: self.step,
