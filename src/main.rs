@@ -96,7 +96,7 @@ struct ReproduceArgs {
     /// Output directory (default: figures/quick for --quick, figures for --full).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Test clusters 0..N (default: 16 quick, 1000 full).
+    /// Test clusters 0..N (default: 24 quick, 1000 full).
     #[arg(long)]
     clusters: Option<usize>,
     /// Posterior samples per cluster (default: 4 quick, 8 full; at least 2).

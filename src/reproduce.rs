@@ -50,7 +50,7 @@ impl Mode {
     /// budget of the spread claim; quick trades that for speed on a CPU and says so in its table.
     pub fn defaults(self) -> (usize, usize, SamplerKind, usize) {
         match self {
-            Mode::Quick => (16, 4, SamplerKind::Heun, 18),
+            Mode::Quick => (24, 4, SamplerKind::Heun, 18),
             Mode::Full => (1000, 8, SamplerKind::Heun, 40),
         }
     }
@@ -369,7 +369,8 @@ fn metrics_markdown(
         ("clustermaps", env!("CARGO_PKG_VERSION").to_string()),
     ];
     for (k, v) in rows {
-        let _ = writeln!(s, "| {k} | {v} |");
+        // A `|` inside a cell (the architecture key has them) would end the cell.
+        let _ = writeln!(s, "| {k} | {} |", v.replace('|', "\\|"));
     }
     if !p.warnings.is_empty() {
         let _ = writeln!(s, "\nWarnings:\n");

@@ -9,7 +9,7 @@ use super::posterior::target_name;
 use super::style::{self, mass_bin_color, INK};
 use super::Corner;
 use crate::metrics::summary::PAPER_THRESHOLDS;
-use crate::metrics::{Evaluation, GroupInfo};
+use crate::metrics::{Evaluation, GroupInfo, RowKey};
 use crate::{Error, Result};
 
 /// Every evaluation figure, named `04_*`.
@@ -40,10 +40,26 @@ fn bin_color(g: &GroupInfo) -> super::RGBColor {
     mass_bin_color(g.mass_bin.unwrap_or(0) as usize)
 }
 
-fn missing(what: &str, group: &str, channel: &str) -> Error {
-    Error::Config(format!(
-        "evaluation has no {what} row for group '{group}', channel '{channel}'"
-    ))
+/// The row of `rows` for `group` and `channel` (and passing `also`), or an error naming what is missing.
+fn find_row<'a, T>(
+    rows: &'a [T],
+    key: impl Fn(&T) -> &RowKey,
+    also: impl Fn(&T) -> bool,
+    what: &str,
+    group: &str,
+    channel: &str,
+) -> Result<&'a T> {
+    rows.iter()
+        .find(|r| key(r).group == group && key(r).channel == channel && also(r))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "evaluation has no {what} row for group '{group}', channel '{channel}'"
+            ))
+        })
+}
+
+fn any<T>(_: &T) -> bool {
+    true
 }
 
 fn sub(a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -80,11 +96,7 @@ pub fn profiles(ev: &Evaluation) -> Result<Figure> {
     let mut data = Vec::new();
     for ch in &ev.channels {
         for g in &groups {
-            let r = rep
-                .rows
-                .iter()
-                .find(|r| r.key.group == g.label && &r.key.channel == ch)
-                .ok_or_else(|| missing("profile", &g.label, ch))?;
+            let r = find_row(&rep.rows, |r| &r.key, any, "profile", &g.label, ch)?;
             data.push(PanelData {
                 truth: r.truth.mean.clone(),
                 t_lo: r.truth.p16.clone(),
@@ -173,11 +185,7 @@ pub fn power_spectra(ev: &Evaluation) -> Result<Figure> {
     let mut data = Vec::new();
     for ch in &ev.channels {
         for g in &groups {
-            let r = sp
-                .rows
-                .iter()
-                .find(|r| r.key.group == g.label && &r.key.channel == ch)
-                .ok_or_else(|| missing("spectra", &g.label, ch))?;
+            let r = find_row(&sp.rows, |r| &r.key, any, "spectra", &g.label, ch)?;
             data.push(Row {
                 truth: r.truth.mean.clone(),
                 pred: r.samples.mean.clone(),
@@ -267,11 +275,14 @@ pub fn aperture_masses(ev: &Evaluation) -> Result<Figure> {
                 mean_map: vec![],
             };
             for g in &groups {
-                let r = ev
-                    .apertures
-                    .iter()
-                    .find(|r| r.key.group == g.label && &r.key.channel == ch && r.aperture == ap)
-                    .ok_or_else(|| missing("aperture", &g.label, ch))?;
+                let r = find_row(
+                    &ev.apertures,
+                    |r| &r.key,
+                    |r| r.aperture == ap,
+                    "aperture",
+                    &g.label,
+                    ch,
+                )?;
                 d.mean.push(r.rel_err.mean);
                 d.lo.push(r.rel_err.p16);
                 d.hi.push(r.rel_err.p84);
@@ -335,11 +346,7 @@ pub fn calibration(ev: &Evaluation) -> Result<Figure> {
     for ch in &ev.channels {
         let start = data.len();
         for g in &groups {
-            let r = ev
-                .pixels
-                .iter()
-                .find(|r| r.key.group == g.label && &r.key.channel == ch)
-                .ok_or_else(|| missing("pixel", &g.label, ch))?;
+            let r = find_row(&ev.pixels, |r| &r.key, any, "pixel", &g.label, ch)?;
             data.push((
                 format!("pixels, bin {}", g.mass_bin.unwrap_or(0)),
                 bin_color(g),
@@ -347,11 +354,7 @@ pub fn calibration(ev: &Evaluation) -> Result<Figure> {
                 r.calibration.coverage.clone(),
             ));
         }
-        if let Some(r) = ev
-            .profile_calibration
-            .iter()
-            .find(|r| r.key.group == "all" && &r.key.channel == ch)
-        {
+        if let Ok(r) = find_row(&ev.profile_calibration, |r| &r.key, any, "", "all", ch) {
             data.push((
                 "profile bins, all".into(),
                 INK,
@@ -360,11 +363,14 @@ pub fn calibration(ev: &Evaluation) -> Result<Figure> {
             ));
         }
         for (i, ap) in ["R500c", "R200c"].iter().enumerate() {
-            if let Some(r) = ev
-                .apertures
-                .iter()
-                .find(|r| r.key.group == "all" && &r.key.channel == ch && r.aperture == *ap)
-            {
+            if let Ok(r) = find_row(
+                &ev.apertures,
+                |r| &r.key,
+                |r| r.aperture == *ap,
+                "",
+                "all",
+                ch,
+            ) {
                 data.push((
                     format!("M(< {ap}), all"),
                     style::series_color(4 + i),
@@ -422,11 +428,7 @@ pub fn rank_histograms(ev: &Evaluation) -> Result<Figure> {
     for ch in &ev.channels {
         let start = data.len();
         for g in &groups {
-            let r = ev
-                .pixels
-                .iter()
-                .find(|r| r.key.group == g.label && &r.key.channel == ch)
-                .ok_or_else(|| missing("pixel", &g.label, ch))?;
+            let r = find_row(&ev.pixels, |r| &r.key, any, "pixel", &g.label, ch)?;
             let h = &r.calibration.ranks;
             data.push((
                 format!(
@@ -439,11 +441,7 @@ pub fn rank_histograms(ev: &Evaluation) -> Result<Figure> {
                 relative(&h.counts, h.n),
             ));
         }
-        if let Some(r) = ev
-            .profile_calibration
-            .iter()
-            .find(|r| r.key.group == "all" && &r.key.channel == ch)
-        {
+        if let Ok(r) = find_row(&ev.profile_calibration, |r| &r.key, any, "", "all", ch) {
             let h = &r.pooled.ranks;
             data.push((
                 format!("profile bins, all (χ²/dof {:.1})", h.chi2_per_dof),
