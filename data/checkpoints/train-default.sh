@@ -4,7 +4,8 @@
 # (EMA checkpoint, full checkpoint for resuming, logs, figures) under $OUT. The shipped checkpoint did not come
 # from it yet (see data/checkpoints/default.toml for how it was trained).
 #
-#   usage (repository root, GPU machine): data/checkpoints/train-default.sh BINARY TRAIN_SECONDS [OUT]
+#   usage (repository root, GPU machine): source data/checkpoints/gpu-env.sh (fonts, see there); then
+#          data/checkpoints/train-default.sh BINARY TRAIN_SECONDS [OUT]
 #   BINARY: the CUDA build of clustermaps (../shared/gpu/build-cuda.sh), run through .gpu/run-on-gpu.sh when present.
 #   env: DEVICE (cuda), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
 #        REPRO_S (seconds for the evaluation, 180) — the knobs exist to dry-run the script on a CPU.
