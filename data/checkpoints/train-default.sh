@@ -6,7 +6,8 @@
 #
 #   usage (repository root, GPU machine): source data/checkpoints/gpu-env.sh (fonts, see there); then
 #          data/checkpoints/train-default.sh BINARY TRAIN_SECONDS [OUT]
-#   BINARY: the CUDA build of clustermaps (../shared/gpu/build-cuda.sh), run through .gpu/run-on-gpu.sh when present.
+#   BINARY: the CUDA build of clustermaps (../shared/gpu/build-cuda.sh); the CUDA libraries of the machine's PyTorch
+#   wheels are put on the loader path below.
 #   env: DEVICE (cuda), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
 #        REPRO_S (seconds for the evaluation, 180) — the knobs exist to dry-run the script on a CPU.
 # Everything is seeded: the same binary on the same GPU model gives the same checkpoint for the same step count.
