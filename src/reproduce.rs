@@ -381,11 +381,22 @@ fn metrics_markdown(
     s
 }
 
+/// `v` with `decimals` decimals, or in scientific notation where fixed point would hide it (|v| ≥ 10⁴, or a
+/// non-zero |v| that would print as zero), so a failed claim reads as 4.19e25 % rather than 27 digits.
+fn readable(v: f64, decimals: usize) -> String {
+    let a = v.abs();
+    if a >= 1e4 || (a > 0.0 && a < 0.5 * 10f64.powi(-(decimals as i32))) {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
 /// The claims as a Markdown table: per group (all clusters, then each mass bin) and map, our number next to the
 /// paper's threshold, ✓ where it is met.
 pub fn claims_markdown(c: &Claims) -> String {
     let t = &c.thresholds;
-    let pct = |v: f64| format!("{:.1} %", 100.0 * v);
+    let pct = |v: f64| format!("{} %", readable(100.0 * v, 1));
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
     let mut s = String::new();
     let _ = writeln!(
@@ -414,19 +425,19 @@ pub fn claims_markdown(c: &Claims) -> String {
         };
         let _ = writeln!(
             s,
-            "| {group} | {} | {} | {} {} | {} {} | {:.3} {} | {:.3} {} | {:.3} | {:.3} | {} |",
+            "| {group} | {} | {} | {} {} | {} {} | {} {} | {} {} | {} | {} | {} |",
             r.key.n_clusters,
             r.key.channel,
             pct(r.profile_mean_max_abs),
             mark(r.met_profile_mean),
             pct(r.profile_std_max_abs),
             mark(r.met_profile_std),
-            r.bias_low_k,
+            readable(r.bias_low_k, 3),
             mark(r.met_bias),
-            r.corr_low_k,
+            readable(r.corr_low_k, 3),
             mark(r.met_corr),
-            r.bias_high_k,
-            r.corr_high_k,
+            readable(r.bias_high_k, 3),
+            readable(r.corr_high_k, 3),
             mark(r.met)
         );
     }
@@ -440,4 +451,19 @@ pub fn claims_markdown(c: &Claims) -> String {
         }
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn readable_switches_to_scientific_only_where_fixed_point_hides_the_value() {
+        assert_eq!(readable(1.23456, 3), "1.235");
+        assert_eq!(readable(0.0, 3), "0.000");
+        assert_eq!(readable(-2.5, 1), "-2.5");
+        assert_eq!(readable(4.19e25, 1), "4.19e25");
+        assert_eq!(readable(1.2e-5, 3), "1.20e-5");
+        assert_eq!(readable(f64::NAN, 3), "NaN");
+    }
 }

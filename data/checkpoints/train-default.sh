@@ -2,13 +2,13 @@
 # Train and evaluate the default model on a lent GPU (one NVIDIA H100/H200) in one go: generate full64, train
 # train-default.toml for a fixed wall-clock budget, run `reproduce --full` on the GPU, and pack what must come back
 # (EMA checkpoint, full checkpoint for resuming, logs, figures) under $OUT. The shipped checkpoint did not come
-# from it yet (see data/checkpoints/default.toml for how it was trained).
+# from it: it was trained with the same configuration on a CPU (data/checkpoints/default.toml says how).
 #
 #   usage (repository root, GPU machine): source data/checkpoints/gpu-env.sh (fonts, see there); then
 #          data/checkpoints/train-default.sh BINARY TRAIN_SECONDS [OUT]
 #   BINARY: the CUDA build of clustermaps (../shared/gpu/build-cuda.sh); the CUDA libraries of the machine's PyTorch
 #   wheels are put on the loader path below.
-#   env: DEVICE (cuda), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
+#   env: DEVICE (cuda), BATCH (64), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
 #        REPRO_S (seconds for the evaluation, 180) — the knobs exist to dry-run the script on a CPU.
 # Everything is seeded: the same binary on the same GPU model gives the same checkpoint for the same step count.
 set -euo pipefail
@@ -56,11 +56,13 @@ echo "== generate done after $(( $(date +%s) - t0 )) s"
 # steps: memory grew ≈ 10 GB per step because Adam kept the gradients' autograd graphs alive, fixed in src/optim.rs
 # the same day; tests/memory.rs guards it. The loop stays as a safety net.)
 nvidia-smi --query-gpu=memory.used --format=csv,noheader -l 2 > "$OUT/gpu-memory.log" 2>/dev/null &
+# The shipped model's configuration with the GPU's batch size (BATCH, default 64; the shipped run used 16 on a CPU).
+sed "s/^batch_size = .*/batch_size = ${BATCH:-64}/" data/checkpoints/train-default.toml > "$WORK/train.toml"
 end=$(( $(date +%s) + TRAIN_S )); attempt=0
 while :; do
   left=$(( end - $(date +%s) )); (( left >= 15 )) || break
   resume=(); [[ -f $WORK/run/last.safetensors ]] && resume=(--resume)
-  if cm train --data "$DATA" --config data/checkpoints/train-default.toml --out "$WORK/run" --device "$DEVICE" \
+  if cm train --data "$DATA" --config "$WORK/train.toml" --out "$WORK/run" --device "$DEVICE" \
        --time-limit "$left" "${resume[@]}"; then break; fi
   attempt=$(( attempt + 1 )); echo "== training process failed (attempt $attempt), resuming"
   (( attempt < 30 )) || break
@@ -76,7 +78,7 @@ split -b 15M -d "$WORK/run/last.safetensors" "$OUT/last.safetensors.part"
 # REPRO_S for all 1000 test clusters.
 REPRO_S=${REPRO_S:-180}
 step_s=$(tail -n 50 "$WORK/run/train_log.csv" | awk -F, '$1 ~ /^[0-9]+$/ {s += $6; n++} END {print (n ? s / n : 1)}')
-batch=$(awk -F' = ' '$1 == "batch_size" {print $2}' data/checkpoints/train-default.toml)
+batch=$(awk -F' = ' '$1 == "batch_size" {print $2}' "$WORK/train.toml")
 [[ -n ${EVAL:-} ]] && read -r SAMPLES STEPS CLUSTERS <<< "$EVAL" || read -r SAMPLES STEPS CLUSTERS < <(python3 -c "
 rate = 3 * $batch / $step_s; cap = 0.6 * $REPRO_S * rate
 for s, n in [(8, 40), (4, 40), (4, 18), (2, 18)]:

@@ -47,9 +47,11 @@ pub fn panel_areas<DB: DrawingBackend>(
             let (strip, body) = root.split_vertically(TITLE_STRIP_PX);
             let (w, h) = strip.dim_in_pixel();
             let at = (w as i32 / 2, h as i32 / 2);
+            // Shrunk (to at most 60 %) rather than cut off where a long title meets a narrow figure.
+            let label = fit_width(&strip, Label::new(t, TITLE_PX), w as i32 - 24)?;
             draw_label(
                 &strip,
-                &Label::new(t, TITLE_PX),
+                &label,
                 at,
                 (HPos::Center, VPos::Center),
                 Orient::Horizontal,

@@ -154,8 +154,7 @@ pub fn profiles(ev: &Evaluation) -> Result<Figure> {
     }
     let mut f = line_figure(&LineFigure {
         title: Some(format!(
-            "Radial profiles: mean and 16–84 % over clusters ({} posterior samples each); shaded: ±5 % (mean), ±10 % \
-             (spread)",
+            "Radial profiles: mean and 16–84 % over clusters ({} samples each); grey: ±5 % (mean), ±10 % (spread)",
             ev.n_samples
         )),
         cols: groups.len().max(1),
