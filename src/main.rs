@@ -142,6 +142,13 @@ struct TrainArgs {
     /// Continue the run in --out from its newest valid checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Warm start: begin a new run at this checkpoint's weights and EMA (fresh optimiser with warm-up, new seed
+    /// streams; extra condition channels start at zero). With --resume, used only if --out has no checkpoint yet.
+    #[arg(long, value_name = "CKPT")]
+    init: Option<PathBuf>,
+    /// Seed of batch order, augmentation and noise (overrides train.seed; give each warm-started stage its own).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Stop (with a checkpoint) after the first step that ends this many seconds after training began.
     #[arg(long, value_name = "SECONDS")]
     time_limit: Option<f64>,
@@ -273,6 +280,8 @@ fn train(a: TrainArgs) -> Result<()> {
         steps: a.steps,
         device: a.device,
         resume: a.resume,
+        init: a.init,
+        seed: a.seed,
     };
     let (mut trainer, notes) = open_run(&req)?;
     for n in &notes {

@@ -584,3 +584,164 @@ fn presets_fit_the_data() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Warm start (`train --init`)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A conditional-Gaussian split with `cond` condition channels (the first two as in [`gaussian_split`]).
+fn split_with_cond(n: usize, px: usize, cond: usize, seed: u64) -> SplitData {
+    let base = gaussian_split(n, px, seed);
+    let idx: Vec<usize> = (0..n).collect();
+    let (x, y) = base.batch(&idx, &vec![0; n], &Device::Cpu).unwrap();
+    let extra = normal_tensor(&mut stream(seed, 7), (n, cond - 2, px, px), &Device::Cpu).unwrap();
+    let y = Tensor::cat(&[&y, &extra], 1).unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    SplitData::from_standardized(flat(&y), [n, cond, px, px], flat(&x), [n, 2, px, px]).unwrap()
+}
+
+/// The warm-started run starts at the checkpoint's weights (parameters = its EMA for an inference checkpoint),
+/// its EMA update count, step 0 and a fresh optimiser; its checkpoints list both stages.
+#[test]
+fn warm_start_loads_weights_and_accumulates_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, cfg) = write_tiny_checkpoint(dir.path());
+    let ck = Checkpoint::load(&path, &Device::Cpu).unwrap().inference();
+    let ema_path = dir.path().join("ema.safetensors");
+    let mut t = trainer(cfg.clone(), 16);
+    t.warm_start(&ck, &ema_path).unwrap();
+    let (params, ema) = t.weights().unwrap();
+    for (name, w) in ck.group("ema.") {
+        let same = |x: &Tensor| {
+            (x - &w)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert_eq!(same(&params[&name]), 0.0, "params.{name}");
+        assert_eq!(same(&ema[&name]), 0.0, "ema.{name}");
+    }
+    assert_eq!(t.step_count(), 0);
+    t.fit(2, clustermaps::train::Progress::Quiet).unwrap();
+    let stages = t.stages().unwrap();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert_eq!((stages[0].steps, stages[1].steps), (3, 2));
+    assert_eq!(stages[1].init.as_deref(), Some("ema.safetensors"));
+    let meta = t.checkpoint().unwrap().meta;
+    assert_eq!(
+        meta.ema_updates,
+        3 + 2,
+        "EMA keeps counting from the checkpoint's updates"
+    );
+    assert_eq!(meta.info["total_steps"], "5");
+    let bs = cfg.train.batch_size as u64;
+    assert_eq!(meta.info["total_maps"], (5 * bs).to_string());
+}
+
+/// A model with an extra condition channel, warm-started from a two-channel checkpoint, computes exactly what the
+/// two-channel model computes at step 0, whatever the new channel holds.
+#[test]
+fn warm_start_with_an_extra_condition_channel_reproduces_the_old_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, cfg) = write_tiny_checkpoint(dir.path());
+    let ck = Checkpoint::load(&path, &Device::Cpu).unwrap();
+    let old = trainer(cfg.clone(), 16);
+    let mut old_t = old;
+    old_t.warm_start(&ck, &path).unwrap();
+    let mut cfg3 = cfg.clone();
+    cfg3.model.cond_channels = 3;
+    let data3 = split_with_cond(32, 16, 3, 5);
+    let mut t3 = Trainer::from_data(cfg3, data3.clone(), None, dummy_stats(), Device::Cpu).unwrap();
+    t3.warm_start(&ck, &path).unwrap();
+    let idx: Vec<usize> = (0..4).collect();
+    let (x0, y3) = data3.batch(&idx, &[0; 4], &Device::Cpu).unwrap();
+    let y2 = y3.narrow(1, 0, 2).unwrap();
+    let z = normal_tensor(&mut stream(9, 0), x0.shape(), &Device::Cpu).unwrap();
+    let sig = [0.05, 0.5, 5.0, 50.0];
+    let xt = (&x0
+        + z.broadcast_mul(
+            &Tensor::new(&sig.map(|s| s as f32), &Device::Cpu)
+                .unwrap()
+                .reshape((4, 1, 1, 1))
+                .unwrap(),
+        )
+        .unwrap())
+    .unwrap();
+    for use_ema in [false, true] {
+        let (m2, m3) = if use_ema {
+            (old_t.ema_model().unwrap(), t3.ema_model().unwrap())
+        } else {
+            (old_t.model().clone(), t3.model().clone())
+        };
+        let d2 = m2.denoise_rows(&xt, &sig, &y2, None).unwrap();
+        let d3 = m3.denoise_rows(&xt, &sig, &y3, None).unwrap();
+        let diff = (d2 - d3)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff <= 1e-5, "ema={use_ema}: max difference {diff}");
+    }
+    // The new channel's weights start at zero and train from there.
+    t3.fit(3, clustermaps::train::Progress::Quiet).unwrap();
+    let (p, _) = t3.weights().unwrap();
+    let w = &p[clustermaps::model::NcsnppUnet::INPUT_CONV_WEIGHT];
+    let new_ch = w
+        .narrow(1, 4, 1)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(new_ch > 0.0, "the new channel's weights stayed at zero");
+}
+
+/// What a warm start cannot do is refused with the reason: another preconditioning, fewer condition channels,
+/// another target count, a network of another width.
+#[test]
+fn warm_start_refuses_incompatible_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, cfg) = write_tiny_checkpoint(dir.path());
+    let ck = Checkpoint::load(&path, &Device::Cpu).unwrap();
+    let err = |c: RunConfig| {
+        let mut t = Trainer::from_data(
+            c,
+            gaussian_split(32, 16, 5),
+            None,
+            dummy_stats(),
+            Device::Cpu,
+        )
+        .unwrap();
+        t.warm_start(&ck, &path).unwrap_err().to_string()
+    };
+    let mut c = cfg.clone();
+    c.model.precond = clustermaps::model::PrecondKind::Edm;
+    c.train.loss = clustermaps::train::LossKind::Edm;
+    let e = err(c);
+    assert!(e.contains("precond"), "{e}");
+    let mut c = cfg.clone();
+    c.model.nf *= 2;
+    let e = err(c);
+    assert!(e.contains("shape") || e.contains("expected"), "{e}");
+    let mut small = cfg.clone();
+    small.model.cond_channels = 1;
+    let data3 = split_with_cond(32, 16, 3, 5);
+    let idx: Vec<usize> = (0..32).collect();
+    let (x, y) = data3.batch(&idx, &[0; 32], &Device::Cpu).unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let y1 = y.narrow(1, 0, 1).unwrap();
+    let data1 = SplitData::from_standardized(flat(&y1), [32, 1, 16, 16], flat(&x), [32, 2, 16, 16])
+        .unwrap();
+    let mut t = Trainer::from_data(small, data1, None, dummy_stats(), Device::Cpu).unwrap();
+    let e = t.warm_start(&ck, &path).unwrap_err().to_string();
+    assert!(e.contains("condition channels"), "{e}");
+}

@@ -75,6 +75,10 @@ pub struct NcsnppUnet {
 }
 
 impl NcsnppUnet {
+    /// Name of the first convolution's weight `[nf, target_channels + cond_channels, 3, 3]`: the only place the
+    /// condition enters the network (input channels ordered targets first, then conditions).
+    pub const INPUT_CONV_WEIGHT: &'static str = "input.conv.weight";
+
     /// Builds the network on `vb` (validates `cfg` first). With `VarBuilder::from_varmap` the initial weights come
     /// from candle's RNG, which cannot be seeded on the CPU; use [`NcsnppUnet::new_seeded`] (or
     /// [`super::seeded_var_builder`]) for initial weights that depend only on `cfg.seed`. With

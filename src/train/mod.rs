@@ -15,10 +15,12 @@
 pub mod config;
 pub mod data;
 mod log;
+pub mod warm;
 
 pub use config::{Augment, LossKind, Reduce, RunConfig, TrainConfig};
 pub use data::{d4_apply, round_up_2sig, sigma_max_rule, BatchOrder, SplitData};
 pub use log::{StepStats, ValStats};
+pub use warm::{stages_of, Stage};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -582,6 +584,15 @@ impl Trainer {
         }
         let mut info = self.info.clone();
         info.insert("train_wall_s".into(), format!("{:.1}", self.wall_s()));
+        let stages = self.stages()?;
+        let (steps, maps) = warm::totals(&stages);
+        info.insert(
+            warm::STAGES_KEY.into(),
+            serde_json::to_string(&stages)
+                .map_err(|e| Error::Config(format!("stages to JSON: {e}")))?,
+        );
+        info.insert("total_steps".into(), steps.to_string());
+        info.insert("total_maps".into(), maps.to_string());
         info.insert("device".into(), crate::device::device_name(&self.device));
         if let Some(last) = self.history.last() {
             info.insert(
@@ -717,7 +728,7 @@ fn link_or_copy_atomic(src: &Path, dst: &Path) -> Result<()> {
 }
 
 /// What `clustermaps train` asks for; [`open_run`] turns it into a ready [`Trainer`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     /// Dataset directory (its `train` split is trained on, the first `val_clusters` of `val` validate).
     pub data: PathBuf,
@@ -731,6 +742,12 @@ pub struct RunRequest {
     pub device: Option<String>,
     /// Continue from the newest valid checkpoint in `out`.
     pub resume: bool,
+    /// Warm start: a new run beginning at this checkpoint's weights and EMA ([`Trainer::warm_start`]). With
+    /// `resume`, used only when `out` holds no checkpoint yet (so one command starts a stage and continues it).
+    pub init: Option<PathBuf>,
+    /// Seed of batch order, augmentation and noise (overrides `train.seed`): each warm-started stage should draw
+    /// new batches.
+    pub seed: Option<u64>,
 }
 
 /// Opens a new or resumed run: loads and standardizes the data, fits a preset to the dataset's map size, refuses
@@ -750,6 +767,9 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     }
     if let Some(d) = &req.device {
         cfg.train.device = d.clone();
+    }
+    if let Some(seed) = req.seed {
+        cfg.train.seed = seed;
     }
     cfg.validate()?;
     let device = crate::device::open_device(&cfg.train.device)?;
@@ -799,9 +819,38 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     let mut trainer = match trainer {
         Some(t) => t,
         None => {
+            let init = match &req.init {
+                Some(p) => Some((p, Checkpoint::load(p, &device)?)),
+                None => None,
+            };
+            if let Some((_, ck)) = &init {
+                // The noise range is part of what the weights learned; keep the initial checkpoint's.
+                if cfg.model.sde.sigma_max.is_none() {
+                    cfg.model.sde.sigma_max = ck.meta.model.sde.sigma_max;
+                }
+            }
             let mut t = Trainer::from_data(cfg, train, val, ds.stats.clone(), device)?;
             t.info.insert("dataset".into(), ds.manifest.name.clone());
-            notes.push(format!("sigma_max: {}", t.sigma_max_source));
+            if let Some((path, ck)) = init {
+                if ck.meta.norm_stats != ds.stats {
+                    notes.push(format!(
+                        "{} was trained on a dataset with other normalisation statistics; this run standardizes with \
+                         the new dataset's (stats.json), so the first steps adapt to the shift",
+                        path.display()
+                    ));
+                }
+                t.warm_start(&ck, path)?;
+                t.sigma_max_source = ck.meta.sigma_max_source.clone();
+                let (steps, maps) = warm::totals(&warm::stages_of(&ck.meta, path)?);
+                notes.push(format!(
+                    "warm start from {} ({steps} steps, {maps} maps in earlier stages): weights and EMA loaded, \
+                     fresh optimiser with warm-up, seed {}",
+                    path.display(),
+                    t.cfg.train.seed
+                ));
+            } else {
+                notes.push(format!("sigma_max: {}", t.sigma_max_source));
+            }
             t
         }
     };
