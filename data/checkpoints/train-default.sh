@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Train and evaluate the default model on a lent GPU (one NVIDIA H100/H200) in one go: generate full64, train
 # train-default.toml for a fixed wall-clock budget, run `reproduce --full` on the GPU, and pack what must come back
-# (EMA checkpoint, full checkpoint for resuming, logs, figures) under $OUT. The shipped checkpoint did not come
-# from it: it was trained with the same configuration on a CPU (data/checkpoints/default.toml says how).
+# (EMA checkpoint, full checkpoint for resuming, logs, figures) under $OUT. It continues the shipped model (warm
+# start, see INIT below); data/checkpoints/default.toml records every stage the shipped weights went through.
 #
 #   usage (repository root, GPU machine): source data/checkpoints/gpu-env.sh (fonts, see there); then
 #          data/checkpoints/train-default.sh BINARY TRAIN_SECONDS [OUT]
 #   BINARY: the CUDA build of clustermaps (../shared/gpu/build-cuda.sh); the CUDA libraries of the machine's PyTorch
 #   wheels are put on the loader path below.
-#   env: DEVICE (cuda), BATCH (64), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
+#   env: INIT (checkpoint to continue, default the shipped one), SEED, DEVICE (cuda), BATCH (64), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
 #        REPRO_S (seconds for the evaluation, 180) — the knobs exist to dry-run the script on a CPU.
 # Everything is seeded: the same binary on the same GPU model gives the same checkpoint for the same step count.
 set -euo pipefail
@@ -56,14 +56,18 @@ echo "== generate done after $(( $(date +%s) - t0 )) s"
 # steps: memory grew ≈ 10 GB per step because Adam kept the gradients' autograd graphs alive, fixed in src/optim.rs
 # the same day; tests/memory.rs guards it. The loop stays as a safety net.)
 nvidia-smi --query-gpu=memory.used --format=csv,noheader -l 2 > "$OUT/gpu-memory.log" 2>/dev/null &
+# Training continues the shipped model (a warm start: its weights and EMA, a fresh optimiser with warm-up) unless
+# INIT names another checkpoint (e.g. the last.safetensors an earlier GPU run packed); SEED gives this stage its own
+# batch order and noise (default: today's date, recorded in run.toml and the checkpoint's info.stages).
+INIT=${INIT:-data/checkpoints/default.safetensors}; SEED=${SEED:-$(date +%Y%m%d)}
 # The shipped model's configuration with the GPU's batch size (BATCH, default 64; the shipped run used 16 on a CPU).
 sed "s/^batch_size = .*/batch_size = ${BATCH:-64}/" data/checkpoints/train-default.toml > "$WORK/train.toml"
 end=$(( $(date +%s) + TRAIN_S )); attempt=0
 while :; do
   left=$(( end - $(date +%s) )); (( left >= 15 )) || break
-  resume=(); [[ -f $WORK/run/last.safetensors ]] && resume=(--resume)
+  # --init with --resume: the first attempt warm-starts from INIT, a restarted one resumes its own checkpoints.
   if cm train --data "$DATA" --config "$WORK/train.toml" --out "$WORK/run" --device "$DEVICE" \
-       --time-limit "$left" "${resume[@]}"; then break; fi
+       --init "$INIT" --seed "$SEED" --resume --time-limit "$left"; then break; fi
   attempt=$(( attempt + 1 )); echo "== training process failed (attempt $attempt), resuming"
   (( attempt < 30 )) || break
 done

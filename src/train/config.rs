@@ -77,6 +77,12 @@ pub struct TrainConfig {
     pub val_times: Vec<f64>,
     /// Training maps used by Technique 1 for σ_max (spec §3).
     pub sigma_max_maps: usize,
+    /// EDM loss only: share of each batch whose noise level is drawn log-uniformly on
+    /// `[large_sigma_min, model.sde.sigma_max]` instead of from the \[K22\] log-normal
+    /// ([`crate::edm::TrainingSigmas`]: more training where large-scale modes are decided). 0 = plain \[K22\].
+    pub large_sigma_share: f64,
+    /// Lower end of the log-uniform part (see `large_sigma_share`).
+    pub large_sigma_min: f64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
     pub device: String,
 }
@@ -107,6 +113,8 @@ impl Default for TrainConfig {
             val_clusters: 256,
             val_times: vec![0.1, 0.3, 0.5, 0.7, 0.9],
             sigma_max_maps: 2000,
+            large_sigma_share: 0.0,
+            large_sigma_min: 1.0,
             device: "auto".into(),
         }
     }
@@ -164,6 +172,18 @@ impl TrainConfig {
         }
     }
 
+    /// The EDM training noise-level distribution for `model` (σ_d and σ_max from it).
+    pub fn training_sigmas(&self, model: &ModelConfig) -> crate::edm::TrainingSigmas {
+        crate::edm::TrainingSigmas {
+            lognormal: crate::edm::EdmSigmaDist::for_sigma_data(model.sigma_data),
+            large_share: self.large_sigma_share,
+            large_range: (
+                self.large_sigma_min,
+                model.sde.sigma_max.unwrap_or(self.large_sigma_min),
+            ),
+        }
+    }
+
     /// Range-checks every field against `model`; messages name the field.
     pub fn validate(&self, model: &ModelConfig) -> Result<()> {
         let bad = |field: &str, msg: String| Err(Error::Config(format!("train.{field}: {msg}")));
@@ -205,6 +225,31 @@ impl TrainConfig {
         }
         if self.sigma_max_maps < 2 {
             return bad("sigma_max_maps", "must be ≥ 2".into());
+        }
+        if !(0.0..1.0).contains(&self.large_sigma_share) {
+            return bad(
+                "large_sigma_share",
+                format!("{} outside [0, 1)", self.large_sigma_share),
+            );
+        }
+        if self.large_sigma_share > 0.0 {
+            if self.loss != LossKind::Edm {
+                return bad(
+                    "large_sigma_share",
+                    "applies to loss = \"edm\" only (the DSM loss already draws t uniformly)"
+                        .into(),
+                );
+            }
+            let hi = model.sde.sigma_max.unwrap_or(f64::INFINITY);
+            if !(self.large_sigma_min > 0.0 && self.large_sigma_min < hi) {
+                return bad(
+                    "large_sigma_min",
+                    format!(
+                        "{} must be > 0 and below model.sde.sigma_max",
+                        self.large_sigma_min
+                    ),
+                );
+            }
         }
         crate::device::parse_device(&self.device).map(|_| ())
     }
@@ -294,6 +339,10 @@ mod tests {
         assert!(err.to_string().contains("loss"), "{err}");
         let err = RunConfig::from_toml_str("[train]\nlearning_rate = 1.0\n").unwrap_err();
         assert!(err.to_string().contains("learning_rate"), "{err}");
+        let err = RunConfig::from_toml_str("[train]\nlarge_sigma_share = 0.2\n").unwrap_err();
+        assert!(err.to_string().contains("edm"), "{err}");
+        let err = RunConfig::from_toml_str("[train]\nlarge_sigma_share = 1.5\n").unwrap_err();
+        assert!(err.to_string().contains("large_sigma_share"), "{err}");
         let err = RunConfig::from_toml_str("[train]\ndevice = \"tpu\"\n").unwrap_err();
         assert!(err.to_string().contains("tpu"), "{err}");
     }

@@ -498,7 +498,9 @@ impl Trainer {
             }
             LossKind::Edm => {
                 let pre = EdmPrecond::new(self.cfg.model.sigma_data)?;
-                let sigmas = pre.training_sigma_dist().sample_n(&mut self.rng_noise, b);
+                let sigmas = tc
+                    .training_sigmas(&self.cfg.model)
+                    .sample_n(&mut self.rng_noise, b);
                 let n = normal_tensor(&mut self.rng_noise, x0.shape(), &self.device)?;
                 edm_loss(
                     &self.model,
