@@ -1,5 +1,5 @@
 //! Convolution-op throughput on the CPU (BENCHMARKS.md, "Convolution op"): GFLOP/s of the forward pass and of the
-//! backward pass (∂x + ∂W + ∂bias) of [`FastConv2d`](clustermaps::model::conv::FastConv2d) and of candle's `conv2d`,
+//! backward pass (∂x + ∂W + ∂bias) of [`FastConv2d`](clustermaps::model::kernels::conv::FastConv2d) and of candle's `conv2d`,
 //! plus a plain gemm of the forward's size; the PyTorch counterpart is `benches/reference/bench_conv.py`, and
 //! `benches/run_train_bench.sh` runs both back to back.
 //!
@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use clustermaps::model::conv::{conv2d_candle, conv2d_fast, ConvGeom};
+use clustermaps::model::kernels::conv::{conv2d_candle, conv2d_fast, ConvGeom};
 use clustermaps::rng::normal_tensor;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;

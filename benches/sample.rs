@@ -51,7 +51,7 @@ fn main() {
     let (model, source) = match &ckpt {
         Some(p) => {
             let (m, meta) =
-                clustermaps::train::load_score_model(p, &dev).expect("load the checkpoint");
+                clustermaps::checkpoint::load_score_model(p, &dev).expect("load the checkpoint");
             (m, format!("{} (step {})", p.display(), meta.step))
         }
         None => {

@@ -45,7 +45,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use clustermaps::data::transform::NormStats;
-use clustermaps::model::conv::{set_conv_impl, ConvImpl};
+use clustermaps::model::kernels::conv::{set_conv_impl, ConvImpl};
 use clustermaps::model::{forward_flops, param_count, ModelConfig, NcsnppUnet};
 use clustermaps::rng::{normal_tensor, stream, uniforms};
 use clustermaps::sde::standard_normals;

@@ -10,19 +10,26 @@
 //! training checkpoints), `norm_stats` (JSON of the dataset's [`NormStats`]), `step`, `adam_t`, `ema_updates`,
 //! `rng.data`, `rng.noise` ("seed stream word_pos"), `sigma_max_source`, plus free-form provenance under `info.*`.
 //!
-//! Writing goes to `<file>.tmp`, `fsync`, rename, then `fsync` of the directory, so a reader (or a run killed at any
-//! moment) sees the old file or the new one, never half of one.
+//! Writing goes through [`crate::io::write_atomic`] (`<file>.tmp`, `fsync`, rename, `fsync` of the directory), so a
+//! reader (or a run killed at any moment) sees the old file or the new one, never half of one.
+//!
+//! Loading for inference ([`load_score_model`]) rebuilds the network the checkpoint's config describes and checks
+//! every tensor against it before any weight is used: samplers, notebooks and benchmarks load models here, without
+//! the trainer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 
 use crate::data::transform::NormStats;
-use crate::model::ModelConfig;
+use crate::io::{read_bytes, write_atomic};
+use crate::model::{ModelConfig, NcsnppUnet};
+use crate::precond::ScoreModel;
 use crate::rng::RngState;
-use crate::train::TrainConfig;
+use crate::train::config::TrainConfig;
 use crate::{Error, Result};
 
 /// Version tag of the checkpoint layout described in the module docs.
@@ -155,26 +162,14 @@ impl Checkpoint {
 
     /// Reads and validates a checkpoint: format version, parseable metadata, finite values. Tensors land on `dev`.
     pub fn load(path: &Path, dev: &Device) -> Result<Checkpoint> {
-        let bytes = fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::MissingFile(path.to_path_buf())
-            } else {
-                Error::io(path, e)
-            }
-        })?;
+        let bytes = read_bytes(path)?;
         Self::from_bytes(&bytes, path, dev)
     }
 
     /// The metadata of a checkpoint file (model and training configs, normalisation, step, provenance) without
     /// converting its tensors: e.g. to find the dataset a checkpoint was trained on before loading it.
     pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
-        let bytes = fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::MissingFile(path.to_path_buf())
-            } else {
-                Error::io(path, e)
-            }
-        })?;
+        let bytes = read_bytes(path)?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::checkpoint(path, format!("unreadable header: {e}")))?;
         parse_meta(&header.metadata().clone().unwrap_or_default(), path)
@@ -335,29 +330,6 @@ fn abbreviate(names: &[String]) -> String {
     }
 }
 
-/// Writes `bytes` to `path` via `<path>.tmp`, fsync, rename and fsync of the parent directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = crate::data::dataset::tmp_path(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Directory fsync makes the rename itself durable; not all platforms allow opening a directory.
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
 /// File name of the periodic checkpoint at `step`.
 pub fn periodic_name(step: u64) -> String {
     format!("ckpt-{step:08}.safetensors")
@@ -404,4 +376,81 @@ pub fn latest_valid(dir: &Path, dev: &Device) -> Result<(Option<Found>, Vec<Stri
         }
     }
     Ok((None, warnings))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading a model
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Builds the network for `cfg` on a fresh `VarMap` on `dev`, initial weights drawn on the host from `cfg.seed`.
+pub(crate) fn build_net(cfg: &ModelConfig, dev: &Device) -> Result<(VarMap, NcsnppUnet)> {
+    let varmap = VarMap::new();
+    let net = NcsnppUnet::new_seeded(cfg, &varmap, DType::F32, dev)?;
+    Ok((varmap, net))
+}
+
+/// A network with the given weights (an EMA or a checkpoint's), for evaluation.
+pub fn net_from_tensors(
+    cfg: &ModelConfig,
+    weights: HashMap<String, Tensor>,
+    dev: &Device,
+) -> Result<NcsnppUnet> {
+    NcsnppUnet::new(cfg, VarBuilder::from_tensors(weights, DType::F32, dev))
+}
+
+/// Loads an inference model from any checkpoint (EMA weights), checking every tensor against the config.
+pub fn load_score_model(path: &Path, dev: &Device) -> Result<(ScoreModel, CheckpointMeta)> {
+    let ck = Checkpoint::load(path, dev)?;
+    let cfg = ck.meta.model.clone();
+    let (varmap, net) = build_net(&cfg, dev)?;
+    let expected = var_shapes(&varmap)?;
+    let ema = ck.group("ema.");
+    check_tensors(&expected, &ema, "ema.", path)?;
+    check_constants(&net, &ck, path)?;
+    let net = net_from_tensors(&cfg, ema, dev)?;
+    Ok((ScoreModel::new(net)?, ck.meta))
+}
+
+/// Names and shapes of the variables of `varmap`, sorted by name (what a checkpoint's tensors must match).
+pub(crate) fn var_shapes(varmap: &VarMap) -> Result<Vec<(String, Vec<usize>)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Config("VarMap mutex poisoned".into()))?;
+    let mut v: Vec<(String, Vec<usize>)> = data
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The fixed tensors stored in a checkpoint must equal those the config regenerates (same seed, same `W`).
+pub(crate) fn check_constants(net: &NcsnppUnet, ck: &Checkpoint, path: &Path) -> Result<()> {
+    for (name, t) in net.constants() {
+        let key = format!("const.{name}");
+        let stored = ck
+            .tensors
+            .get(&key)
+            .ok_or_else(|| Error::checkpoint(path, format!("tensor {key} is missing")))?;
+        if stored.dims() != t.dims() {
+            return Err(Error::ConfigMismatch {
+                path: path.to_path_buf(),
+                tensor: key,
+                got: stored.dims().to_vec(),
+                expected: t.dims().to_vec(),
+            });
+        }
+        let diff = (stored.to_dtype(DType::F32)? - t.to_dtype(DType::F32)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        if diff != 0.0 {
+            return Err(Error::checkpoint(
+                path,
+                format!("{key} differs from the one model.seed generates (checkpoint from another seed?)"),
+            ));
+        }
+    }
+    Ok(())
 }

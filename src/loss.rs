@@ -7,12 +7,22 @@
 
 use candle_core::{DType, Tensor};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::edm::EdmPrecond;
 use crate::precond::{rows, ScoreModel};
 use crate::sde::AnySde;
-use crate::train::Reduce;
 use crate::Result;
+
+/// Reduction over the dimensions of one sample (\[S21\] `reduce_mean`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduce {
+    /// `½Σ` over dimensions (\[S21\] default, `reduce_mean = False`).
+    Sum,
+    /// Mean over dimensions.
+    Mean,
+}
 
 /// What the losses need from a model: per-row scaled scores and denoisers. [`ScoreModel`] implements it; tests
 /// implement it with closed-form scores.

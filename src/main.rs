@@ -11,9 +11,9 @@ use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
 use clustermaps::data::observe::{ObsConfig, ObsPreset};
 use clustermaps::data::transform::{ChannelStats, Transform};
 use clustermaps::data::MockConfig;
+use clustermaps::progress::progress_bar;
 use clustermaps::sample::{SampleSession, SampleSpec, SamplerKind};
 use clustermaps::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -229,13 +229,9 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     spec.validate()?;
     let total: usize = spec.sizes.iter().sum();
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} clusters  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+    let bar = progress_bar(
+        total as u64,
+        "{elapsed_precise} [{bar:40}] {pos}/{len} clusters  {per_sec}  ETA {eta}",
     );
     let summary = generate_dataset(&spec, &a.out, a.threads, a.force, |done, _| {
         bar.set_position(done as u64)

@@ -29,6 +29,41 @@ pub trait Denoiser {
     fn sigma_range(&self) -> (f64, f64);
 }
 
+/// The tensor shape a network was built for: channels of the target (`C_out`) and condition (`C_in`) and the image
+/// size. The sampling driver checks conditions against it and shapes the samples by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelShape {
+    pub target_channels: usize,
+    pub cond_channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ModelShape {
+    /// Square `size × size` maps.
+    pub fn square(target_channels: usize, cond_channels: usize, size: usize) -> Self {
+        ModelShape {
+            target_channels,
+            cond_channels,
+            height: size,
+            width: size,
+        }
+    }
+}
+
+impl From<&ModelConfig> for ModelShape {
+    /// The shape the network of `cfg` was built for (`image_size²`, `target_channels`, `cond_channels`).
+    fn from(cfg: &ModelConfig) -> Self {
+        ModelShape::square(cfg.target_channels, cfg.cond_channels, cfg.image_size)
+    }
+}
+
+/// A model that can tell the sampling driver its [`ModelShape`]. [`ScoreModel`] implements it from its
+/// [`ModelConfig`] (`ModelShape::from(&cfg)`).
+pub trait HasModelShape {
+    fn model_shape(&self) -> ModelShape;
+}
+
 /// A network together with its preconditioning and SDE (spec §5): `D(x; σ, y) = c_skip·x + c_out·F(c_in·x, y,
 /// c_noise)` for `Ve`/`Edm`, `s(x, t) = −F(x, 999t)/std(t)` for `Vp`. Implements [`ScoreFn`] and [`Denoiser`], so
 /// every sampler can use it.
@@ -218,8 +253,8 @@ impl Denoiser for ScoreModel {
     }
 }
 
-impl crate::sample::ModelGeometry for ScoreModel {
-    fn geometry(&self) -> crate::sample::Geometry {
-        crate::sample::Geometry::from(self.config())
+impl HasModelShape for ScoreModel {
+    fn model_shape(&self) -> ModelShape {
+        ModelShape::from(self.config())
     }
 }

@@ -245,7 +245,7 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     timings.plot_s = t.elapsed().as_secs_f64();
     let md = metrics_markdown(opts, &model, &test_set, &posterior, &claims, &timings);
     let md_path = out.join("metrics.md");
-    crate::data::dataset::write_file_atomic(&md_path, md.as_bytes())?;
+    crate::io::write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);
     log(&format!("figures and metrics.md in {}", out.display()));
     Ok(Reproduction {
@@ -279,14 +279,10 @@ fn preset_for(model: &PosteriorModel) -> Result<DatasetPreset> {
 
 fn progress_bar(show: bool, len: u64, what: &str) -> Option<indicatif::ProgressBar> {
     show.then(|| {
-        let pb = indicatif::ProgressBar::new(len);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
+        crate::progress::progress_bar(
+            len,
+            &format!("{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what}"),
+        )
     })
 }
 

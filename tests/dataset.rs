@@ -8,12 +8,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clustermaps::data::dataset::{
-    read_npy_f32, write_npy_f32, ArrayKind, Dataset, DatasetWriter, Geometry, Manifest, OpenOptions,
+    ArrayKind, Dataset, DatasetWriter, Manifest, MapGeometry, OpenOptions,
 };
 use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
 use clustermaps::data::meta::{read_meta_csv, write_meta_csv, ClusterMeta};
 use clustermaps::data::rng::splitmix64;
 use clustermaps::data::transform::{ChannelSpec, Group, NormStats, StatsAccumulator, Transform};
+use clustermaps::io::{read_npy_f32, write_npy};
 use clustermaps::Error;
 use sha2::{Digest, Sha256};
 
@@ -53,7 +54,7 @@ fn synthetic_cluster(index: usize, id: u64) -> (ClusterMeta, Vec<f32>, Vec<f32>)
 fn synthetic_manifest() -> Manifest {
     Manifest::imported(
         "synthetic",
-        Geometry::new(N, SIDE_KPC),
+        MapGeometry::new(N, SIDE_KPC),
         ChannelSpec::mock_clean_inputs(),
         ChannelSpec::mock_targets(),
         &SIZES,
@@ -138,7 +139,7 @@ fn npy_round_trip_is_bit_exact() {
         f32::INFINITY,
         1.0 / 3.0,
     ]);
-    write_npy_f32(&path, &data, &[3, 2, 5, 5]).unwrap();
+    write_npy(&path, &data, &[3, 2, 5, 5]).unwrap();
     let (back, shape) = read_npy_f32(&path).unwrap();
     assert_eq!(shape, vec![3, 2, 5, 5]);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -315,7 +316,7 @@ fn missing_file_is_named() {
 #[test]
 fn wrong_shape_is_reported() {
     let (_tmp, dir) = fresh();
-    write_npy_f32(
+    write_npy(
         &dir.join("train/inputs.npy"),
         &vec![1e-5; 8 * 3 * N * N],
         &[8, 3, N, N],
@@ -342,7 +343,7 @@ fn non_finite_pixel_is_located() {
     data[at(5, 1, 7, 10)] = f32::NAN;
     data[at(5, 1, 9, 1)] = f32::INFINITY;
     data[at(6, 0, 0, 0)] = f32::NEG_INFINITY;
-    write_npy_f32(&p, &data, &shape).unwrap();
+    write_npy(&p, &data, &shape).unwrap();
     let e = open_err(&dir);
     assert_contains(
         &e,

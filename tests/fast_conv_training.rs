@@ -4,7 +4,7 @@
 
 use candle_core::Device;
 use clustermaps::data::transform::NormStats;
-use clustermaps::model::conv::{set_conv_impl, ConvImpl};
+use clustermaps::model::kernels::conv::{set_conv_impl, ConvImpl};
 use clustermaps::model::ModelConfig;
 use clustermaps::rng::stream;
 use clustermaps::train::{RunConfig, SplitData, TrainConfig, Trainer};

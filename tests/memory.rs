@@ -6,7 +6,7 @@
 //! Runs in its own test binary because it switches the whole process to candle's conv2d (the GPU code path).
 
 use candle_core::Device;
-use clustermaps::model::conv::{set_conv_impl, ConvImpl};
+use clustermaps::model::kernels::conv::{set_conv_impl, ConvImpl};
 use clustermaps::model::ModelConfig;
 use clustermaps::rng::stream;
 use clustermaps::train::{RunConfig, SplitData, TrainConfig, Trainer};

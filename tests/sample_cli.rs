@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use clustermaps::checkpoint::Checkpoint;
-use clustermaps::data::dataset::read_npy_f32;
 use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
+use clustermaps::io::read_npy_f32;
 
 const RUN_TOML: &str = r#"
 [model]

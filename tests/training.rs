@@ -8,12 +8,12 @@ use candle_core::{DType, Device, Tensor};
 use clustermaps::checkpoint::{self, Checkpoint};
 use clustermaps::data::transform::NormStats;
 use clustermaps::edm::EdmPrecond;
-use clustermaps::loss::{dsm_loss, edm_loss, TrainableScore};
+use clustermaps::loss::{dsm_loss, edm_loss, Reduce, TrainableScore};
 use clustermaps::model::ModelConfig;
 use clustermaps::precond::ScoreFn;
 use clustermaps::rng::{normal_tensor, stream};
 use clustermaps::sde::{AnySde, VeSde};
-use clustermaps::train::{Reduce, RunConfig, SplitData, TrainConfig, Trainer};
+use clustermaps::train::{RunConfig, SplitData, TrainConfig, Trainer};
 use clustermaps::Error;
 use rand_chacha::ChaCha8Rng;
 
@@ -481,7 +481,7 @@ fn bad_checkpoints_give_clear_errors() {
     );
     let p = tmp.path().join("shape.safetensors");
     bad.save(&p).unwrap();
-    let e = clustermaps::train::load_score_model(&p, &dev)
+    let e = clustermaps::checkpoint::load_score_model(&p, &dev)
         .err()
         .unwrap();
     assert!(
@@ -509,7 +509,7 @@ fn bad_checkpoints_give_clear_errors() {
 
     // An inference checkpoint loads for sampling but cannot resume training.
     let inf = tmp.path().join("ema.safetensors");
-    let (model, meta) = clustermaps::train::load_score_model(&inf, &dev).unwrap();
+    let (model, meta) = clustermaps::checkpoint::load_score_model(&inf, &dev).unwrap();
     assert_eq!(meta.step, 3);
     assert_eq!(model.config(), &ck.meta.model);
     let ick = Checkpoint::load(&inf, &dev).unwrap();

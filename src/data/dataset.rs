@@ -17,7 +17,6 @@
 //! interrupted run never looks like one. Reading ([`Dataset::open`]) validates the rules of spec §7 and reports the
 //! first violation as an [`Error`] naming the dataset, split, file and offending value.
 
-mod npy;
 mod validate;
 
 use std::fs;
@@ -25,14 +24,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::npy::{
-    read_npy_f32, write_npy_f32, write_npy_f64, NpyDtype, NpyF32Writer, NpyReader,
-};
 use super::config::MockConfig;
 use super::cosmology::Cosmology;
 use super::meta::{write_meta_csv, ClusterMeta};
 use super::observe::{ObsConfig, ObsPreset};
 use super::transform::{norm_stats, ChannelSpec, NormStats, StatsAccumulator};
+use crate::io::{read_text, write_atomic, NpyF32Writer, NpyReader};
 use crate::{Error, Result};
 
 /// Schema of `manifest.toml` written by this crate.
@@ -46,57 +43,9 @@ pub const MANIFEST_FILE: &str = "manifest.toml";
 pub const STATS_FILE: &str = "stats.json";
 pub const META_FILE: &str = "meta.csv";
 
-// ---------------------------------------------------------------------------------------------------------------
-// Atomic file helpers
-// ---------------------------------------------------------------------------------------------------------------
-
-/// `NAME.tmp` next to `path`: where a file is written before it is renamed into place.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// Syncs a finished temporary file and renames it onto `path` (atomic on POSIX file systems).
-fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
-    fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(tmp, e))?;
-    fs::rename(tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Best-effort removal (used for cleanup paths where the original error matters more).
-fn remove_if_exists(path: &Path) {
-    let _ = fs::remove_file(path);
-}
-
-/// Writes `contents` to `path` through `path.tmp` and an atomic rename, so readers see the old file or the new
-/// one, never half of one.
-pub fn write_file_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let done = fs::write(&tmp, contents)
-        .map_err(|e| Error::io(&tmp, e))
-        .and_then(|()| rename_into_place(&tmp, path));
-    if done.is_err() {
-        remove_if_exists(&tmp);
-    }
-    done
-}
-
 /// |a − b| ≤ tol; false if either is NaN (so a NaN never passes a tolerance check).
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
-}
-
-/// Reads a text file, reporting absence as "missing file …".
-fn read_text(path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::MissingFile(path.to_path_buf())
-        } else {
-            Error::io(path, e)
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -110,7 +59,7 @@ pub struct Manifest {
     pub schema: String,
     /// Dataset name (the preset for mocks); not the directory, so identical data gives identical bytes.
     pub name: String,
-    pub geometry: Geometry,
+    pub geometry: MapGeometry,
     pub channels: Channels,
     pub splits: Vec<SplitInfo>,
     pub source: Source,
@@ -122,7 +71,7 @@ pub struct Manifest {
 /// cluster at the corner shared by the four central pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Geometry {
+pub struct MapGeometry {
     pub n_pix: usize,
     pub side_kpc: f64,
     pub pixel_kpc: f64,
@@ -134,10 +83,10 @@ pub struct Geometry {
     pub pixel_arcmin: Option<f64>,
 }
 
-impl Geometry {
-    /// Geometry of a map of `n_pix` pixels over `side_kpc`.
+impl MapGeometry {
+    /// The geometry of a map of `n_pix` pixels over `side_kpc`.
     pub fn new(n_pix: usize, side_kpc: f64) -> Self {
-        Geometry {
+        MapGeometry {
             n_pix,
             side_kpc,
             pixel_kpc: side_kpc / n_pix as f64,
@@ -209,7 +158,7 @@ impl Manifest {
     /// A manifest for imported maps with the given channels and split sizes (train/val/test order).
     pub fn imported(
         name: &str,
-        geometry: Geometry,
+        geometry: MapGeometry,
         inputs: Vec<ChannelSpec>,
         targets: Vec<ChannelSpec>,
         splits: &[(&str, usize)],
@@ -259,7 +208,7 @@ impl Manifest {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
         let text = toml::to_string(self).map_err(|e| Error::format(&path, e.to_string()))?;
-        write_file_atomic(&path, text.as_bytes())
+        write_atomic(&path, text.as_bytes())
     }
 
     /// The declared split called `name`.
@@ -506,7 +455,7 @@ pub fn save_stats(dir: &Path, stats: &NormStats) -> Result<()> {
     let mut text =
         serde_json::to_string_pretty(stats).map_err(|e| Error::format(&path, e.to_string()))?;
     text.push('\n');
-    write_file_atomic(&path, text.as_bytes())
+    write_atomic(&path, text.as_bytes())
 }
 
 /// Streams one split; see [`DatasetWriter`]. Dropping it unfinished removes its temporary files.
@@ -633,6 +582,16 @@ pub struct OpenOptions {
     pub trust_stats: bool,
 }
 
+impl OpenOptions {
+    /// Structure checks only, `stats.json` trusted: how training and sampling open a dataset (pixel values are
+    /// checked when they are standardized, so a full scan would only repeat that work).
+    pub const STRUCTURE_ONLY: OpenOptions = OpenOptions {
+        scan_pixels: false,
+        strict: false,
+        trust_stats: true,
+    };
+}
+
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
@@ -679,15 +638,7 @@ pub struct Array4 {
 }
 
 impl Dataset {
-    /// Opens `dir` with every check of spec §7 (rules 1–9; plausibility as warnings).
-    pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, &OpenOptions::default())
-    }
-
-    /// Opens `dir` with the checks selected by `opts`.
-    pub fn open_with(dir: &Path, opts: &OpenOptions) -> Result<Self> {
-        validate::open(dir, opts)
-    }
+    // Opening (`Dataset::open`, `Dataset::open_with`) lives in `validate.rs`, beside the rules it applies.
 
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -797,7 +748,7 @@ mod tests {
     fn manifest() -> Manifest {
         let mut m = Manifest::imported(
             "t",
-            Geometry::new(4, 5000.0),
+            MapGeometry::new(4, 5000.0),
             ChannelSpec::mock_clean_inputs(),
             ChannelSpec::mock_targets(),
             &[("train", 2), ("test", 1)],

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::config::{MockConfig, SPEC_VERSION};
 use super::dataset::{
-    Channels, DatasetWriter, Geometry, Manifest, Source, SourceKind, SplitInfo, SCHEMA,
+    Channels, DatasetWriter, Manifest, MapGeometry, Source, SourceKind, SplitInfo, SCHEMA,
 };
 use super::mock::{Cluster, Grid, RenderedCluster};
 use super::observe::ObsConfig;
@@ -200,7 +200,7 @@ impl DatasetSpec {
 
     /// The manifest of the dataset this spec produces.
     pub fn manifest(&self) -> Manifest {
-        let mut geometry = Geometry::new(self.n_pix, self.mock.side_kpc);
+        let mut geometry = MapGeometry::new(self.n_pix, self.mock.side_kpc);
         geometry.z = Some(self.mock.z);
         geometry.pixel_arcmin = Some(self.pixel_arcmin());
         let clean_obs = self.obs.is_clean();

@@ -245,7 +245,7 @@ pub fn meta_csv_string(rows: &[ClusterMeta]) -> String {
 
 /// Writes `meta.csv` atomically (temp file, then rename).
 pub fn write_meta_csv(path: &Path, rows: &[ClusterMeta]) -> Result<()> {
-    crate::data::dataset::write_file_atomic(path, meta_csv_string(rows).as_bytes())
+    crate::io::write_atomic(path, meta_csv_string(rows).as_bytes())
 }
 
 /// Reads a `meta.csv`; see [`parse_meta_csv`].

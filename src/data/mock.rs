@@ -1,20 +1,31 @@
 //! One cluster from one seed (spec §2–§4): `Cluster::from_seed` draws every physical parameter, `render` projects
 //! it onto a pixel grid and applies the observation model to the inputs.
+//!
+//! The draws live in `mock/draws.rs` (one function per random stream) and `mock/subhalos.rs`; the gas model of a
+//! halo in `mock/icm.rs`; the merging secondary in `mock/merger.rs`. This file assembles a [`Cluster`] from them
+//! and renders it.
 
-use super::config::{MockConfig, Physics};
+mod draws;
+mod icm;
+mod merger;
+mod subhalos;
+
+pub use self::draws::Overrides;
+use self::draws::{draw_background, draw_fluctuations, HostDraw, MergerDraw};
+use self::icm::{build_icm, project_icm};
+use self::merger::{build_secondary, MergerInfo, Secondary};
+use self::subhalos::{clump_gas_table, draw_subhalos, Subhalo};
+use super::config::MockConfig;
 use super::cosmology::{ARCMIN2_PER_SR, KPC_CM, SIGMA_T_OVER_MEC2};
 use super::fields::GridField;
-use super::gas::{
-    cooling, gas_fraction, ne_to_rho, t_app05, DensityShape, ElectronDensity, IcmProfile, Upp,
-};
-use super::halo::{concentration_mean, m_nfw, Nfw};
+use super::gas::{ne_to_rho, IcmProfile};
+use super::halo::Nfw;
 use super::meta::{mass_bin, ClusterMeta};
 use super::observe::{
     add_white_noise, beam_kernel, convolve_separable, crop, fwhm_to_sigma, poisson_xray, ObsConfig,
 };
 use super::project::{
-    mat_vec, rotation_matrix, shape_matrix, unit_volume_axes, ProjTable, Quadrature, RadialTable,
-    SkyEllipse,
+    rotation_matrix, shape_matrix, unit_volume_axes, ProjTable, Quadrature, SkyEllipse,
 };
 use super::rng::{Rng, Stream};
 
@@ -66,173 +77,6 @@ pub struct RenderedCluster {
     pub targets: Vec<f32>,
 }
 
-/// Forced values for tests and figures: any field set replaces the random draw.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub m200c: Option<f64>,
-    pub s_dm: Option<f64>,
-    pub q_dm: Option<f64>,
-    pub alpha_n: Option<f64>,
-    pub n_sub: Option<usize>,
-    /// Force a merger (`Some(true)`) or none (`Some(false)`).
-    pub merger: Option<bool>,
-    pub merger_outgoing: Option<bool>,
-    /// Merger direction (unit 3-D vector, observer frame) and separation \[R200c\].
-    pub merger_direction: Option<[f64; 3]>,
-    pub merger_sep_r200: Option<f64>,
-    pub merger_offset_kpc: Option<f64>,
-    pub merger_xi: Option<f64>,
-}
-
-/// Draws that are "scatter" obey `MockConfig::scatter`: with `scatter = false` a normal deviate becomes 0 and a
-/// uniform one its midpoint. The underlying word is always consumed, so switching scatter off never shifts the
-/// structural draws (mass, orientation, positions) that follow.
-struct Draws {
-    rng: Rng,
-    scatter: bool,
-}
-
-impl Draws {
-    fn new(seed: u64, stream: Stream, scatter: bool) -> Self {
-        Draws {
-            rng: Rng::new(seed, stream),
-            scatter,
-        }
-    }
-    /// N(0, sd) scatter term.
-    fn normal(&mut self, sd: f64) -> f64 {
-        let z = self.rng.normal();
-        if self.scatter {
-            sd * z
-        } else {
-            0.0
-        }
-    }
-    /// U(lo, hi) scatter term.
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let u = self.rng.uniform();
-        if self.scatter {
-            lo + (hi - lo) * u
-        } else {
-            0.5 * (lo + hi)
-        }
-    }
-}
-
-/// Concentration with lognormal scatter, clipped (spec §2.1).
-fn draw_concentration(m200: f64, cfg: &MockConfig, d: &mut Draws) -> (f64, f64) {
-    let c_mean = concentration_mean(m200, cfg.z, &cfg.halo);
-    let c = (c_mean * 10f64.powf(d.normal(cfg.halo.c_scatter_dex)))
-        .clamp(cfg.halo.c_min, cfg.halo.c_max);
-    (c, c_mean)
-}
-
-/// The random ingredients of one ICM (spec §2.4), drawn in a fixed order.
-struct GasDraw {
-    p0_ln: f64,
-    c500_ln: f64,
-    rc_ln: f64,
-    alpha_n: f64,
-    beta_n: f64,
-    rsg_ln: f64,
-    delta_out: f64,
-    fgas_ln: f64,
-}
-
-impl GasDraw {
-    fn draw(cfg: &MockConfig, d: &mut Draws) -> Self {
-        let (p, n) = (&cfg.pressure, &cfg.density);
-        GasDraw {
-            p0_ln: d.normal(p.p0_scatter),
-            c500_ln: d.normal(p.c500_scatter),
-            rc_ln: d.normal(n.rc_scatter),
-            alpha_n: d.uniform(n.alpha_n_min, n.alpha_n_max),
-            beta_n: d.uniform(n.beta_n_min, n.beta_n_max),
-            rsg_ln: d.normal(n.rsg_scatter),
-            delta_out: d.normal(n.delta_out_sd),
-            fgas_ln: d.normal(n.fgas_scatter),
-        }
-    }
-}
-
-/// A spherical gas model built from a halo and its draws, with its derived numbers.
-struct Icm {
-    profile: IcmProfile,
-    f_gas500: f64,
-    p0: f64,
-    c500: f64,
-}
-
-/// Builds the ICM of a halo (spec §2.4). `gas_keep` scales the gas mass (merger stripping), `pressure_boost` the
-/// pressure (shock heating), `r_trunc` is where every gas profile ends.
-#[allow(clippy::too_many_arguments)]
-fn build_icm(
-    halo: &Nfw,
-    c_mean: f64,
-    g: &GasDraw,
-    alpha_n_override: Option<f64>,
-    gas_keep: f64,
-    pressure_boost: f64,
-    r_trunc: f64,
-    cfg: &MockConfig,
-    quad: &Quadrature,
-) -> Icm {
-    let cosmo = &cfg.cosmology;
-    let (r500, m500) = halo.r500_m500();
-    let e_z = cosmo.e(cfg.z);
-    let (p, n) = (&cfg.pressure, &cfg.density);
-    let conc_ratio = halo.c / c_mean;
-    let p0 = p.p0 * g.p0_ln.exp();
-    let c500 = p.c500 * conc_ratio.powf(p.c500_conc_coupling) * g.c500_ln.exp();
-    let alpha_p = if cfg.self_similar { 0.0 } else { p.alpha_p };
-    let mut upp = Upp::new(m500, r500, e_z, p0, c500, alpha_p, p);
-    upp.amplitude *= pressure_boost;
-    let alpha_n = alpha_n_override.unwrap_or(g.alpha_n);
-    let shape = DensityShape {
-        rc: n.rc_frac * r500 / conc_ratio * g.rc_ln.exp(),
-        alpha_n,
-        beta_n: g.beta_n,
-        rsg: n.rsg_frac * r500 / conc_ratio * g.rsg_ln.exp(),
-        epsilon: (2.0 * (3.0 + g.delta_out - 3.0 * g.beta_n)).max(0.0),
-    };
-    let f_gas500 = gas_fraction(m500, g.fgas_ln.exp(), cfg);
-    let density = ElectronDensity::normalised(
-        shape,
-        *halo,
-        r500,
-        f_gas500 * gas_keep * m500,
-        n.baryon_guard,
-        cosmo,
-        quad,
-    );
-    Icm {
-        profile: IcmProfile::new(upp, density, r_trunc, cosmo),
-        f_gas500: f_gas500 * gas_keep,
-        p0,
-        c500,
-    }
-}
-
-/// Projection table of \[n_e, P_e, ε\] of an ICM out to its truncation radius. The profile is pre-sampled on a
-/// fine radial grid first: evaluating it directly would cost several `powf` per quadrature node.
-fn project_icm(icm: &IcmProfile, rs: f64, cfg: &MockConfig, quad: &Quadrature) -> ProjTable<3> {
-    let nc = &cfg.numerics;
-    let r_ref = icm.density.shape.rc.min(rs);
-    let radial = RadialTable::<3>::sample(
-        |r, out| icm.fields(r, &cfg.pressure, out),
-        1e-4 * r_ref,
-        icm.r_trunc,
-        nc.radial_samples,
-    );
-    ProjTable::<3>::build(
-        |r, out| radial.eval(r, out),
-        r_ref,
-        icm.r_trunc,
-        nc.table_nodes,
-        quad,
-    )
-}
-
 /// Unit conversions from profile integrals to map units (spec §4).
 #[derive(Debug, Clone, Copy)]
 struct MapUnits {
@@ -253,47 +97,6 @@ impl MapUnits {
                 / (4.0 * std::f64::consts::PI * (1.0 + cfg.z).powi(4) * ARCMIN2_PER_SR),
         }
     }
-}
-
-/// A subhalo (spec §2.5): truncated NFW dark matter plus a stripped, displaced, isothermal β-model gas clump.
-#[derive(Debug, Clone)]
-struct Subhalo {
-    /// 3-D position of the DM centre in the observer frame \[kpc\].
-    pos: [f64; 3],
-    /// Truncation (tidal) radius \[kpc\].
-    r_t: f64,
-    /// Projected DM Σ(R) \[M_sun kpc⁻²\], already × (1 − f_b).
-    dm: ProjTable<1>,
-    gas: Option<SubhaloGas>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SubhaloGas {
-    centre: [f64; 3],
-    rc: f64,
-    ne0: f64,
-    t_kev: f64,
-    /// Λ(T_sub) / (n_e/n_H): turns n_e² into the emissivity.
-    lambda_over_ne_nh: f64,
-}
-
-/// The merging secondary (spec §2.6): spherical, truncated at its R200c.
-#[derive(Debug, Clone)]
-struct Secondary {
-    pos: [f64; 3],
-    r200: f64,
-    dm: ProjTable<1>,
-    gas_centre: [f64; 3],
-    gas: ProjTable<3>,
-}
-
-/// What the merger draw produced, for metadata.
-#[derive(Debug, Clone, Copy, Default)]
-struct MergerInfo {
-    xi: f64,
-    sep_proj: f64,
-    offset1_proj: f64,
-    offset2_proj: f64,
 }
 
 /// One mock cluster: every drawn parameter and the projection tables needed to render it at any resolution.
@@ -347,68 +150,25 @@ impl Cluster {
         let quad = Quadrature::new(cfg.numerics.gl_nodes, cfg.numerics.gl_panels);
         let f_b = cosmo.f_baryon();
 
-        // Host parameters (stream 0), in a fixed order.
-        let mut d = Draws::new(seed, Stream::Host, cfg.scatter);
-        let log_m = d.rng.uniform_in(cfg.mass.log10_m_min, cfg.mass.log10_m_max);
-        let m200 = o.m200c.unwrap_or(10f64.powf(log_m));
-        let (c, c_mean) = draw_concentration(m200, cfg, &mut d);
-        let h = &cfg.halo;
-        let s_drawn = (h.s_mean + d.normal(h.s_sd)).clamp(h.s_min, h.s_max);
-        let u_q = d.uniform(0.0, 1.0);
-        let quaternion = d.rng.unit_quaternion();
-        let gas_draw = GasDraw::draw(cfg, &mut d);
-        let (q, s) = if cfg.physics == Physics::Smooth {
-            (1.0, 1.0)
-        } else {
-            let s = o.s_dm.unwrap_or(s_drawn);
-            (o.q_dm.unwrap_or(s + (1.0 - s) * u_q), s)
-        };
-        let halo = Nfw::new(m200, c, cfg.z, cosmo);
+        let host = HostDraw::draw(seed, cfg, o);
+        let (m200, q, s) = (host.m200, host.q, host.s);
+        let halo = Nfw::new(m200, host.c, cfg.z, cosmo);
         let (r500, m500) = halo.r500_m500();
-        let rot = rotation_matrix(quaternion);
+        let rot = rotation_matrix(host.quaternion);
         let dm_sky = SkyEllipse::from_shape_matrix(&shape_matrix(&rot, unit_volume_axes(q, s)));
-        let eta = h.gas_shape_eta;
+        let eta = cfg.halo.gas_shape_eta;
         let gas_sky = SkyEllipse::from_shape_matrix(&shape_matrix(
             &rot,
             unit_volume_axes(q.powf(eta), s.powf(eta)),
         ));
 
-        // Merger (stream 2): drawn before the ICM because shock heating boosts the host pressure too.
-        let mut dm = Draws::new(seed, Stream::Merger, cfg.scatter);
-        let merge_u = dm.rng.uniform();
-        let has_merger = o
-            .merger
-            .unwrap_or(cfg.merger_on() && merge_u < cfg.merger.probability);
-        let mg = &cfg.merger;
-        let xi = o
-            .merger_xi
-            .unwrap_or(10f64.powf(dm.rng.uniform_in(mg.xi_min.log10(), mg.xi_max.log10())));
-        let (c2, c2_mean) = draw_concentration(xi * m200, cfg, &mut dm);
-        let gas2_draw = GasDraw::draw(cfg, &mut dm);
-        let sep = o
-            .merger_sep_r200
-            .unwrap_or(dm.rng.uniform_in(mg.sep_min_r200, mg.sep_max_r200))
-            * halo.r200;
-        let n_hat = dm.rng.unit_vector();
-        let n_hat = o.merger_direction.unwrap_or(n_hat);
-        let outgoing = o
-            .merger_outgoing
-            .unwrap_or(dm.rng.uniform() < mg.p_outgoing);
-        let delta = o
-            .merger_offset_kpc
-            .unwrap_or(dm.uniform(mg.offset_min_kpc, mg.offset_max_kpc));
-        let keep = dm.uniform(mg.gas_keep_min, mg.gas_keep_max);
-        let boost = dm.uniform(mg.pressure_boost_min, mg.pressure_boost_max);
-        let (gas_keep2, p_boost) = if has_merger && outgoing {
-            (keep, boost)
-        } else {
-            (1.0, 1.0)
-        };
-
+        // The merger is drawn before the ICM because shock heating boosts the host pressure too.
+        let merger_draw = MergerDraw::draw(seed, cfg, o, m200);
+        let (_, p_boost) = merger_draw.stripping_and_heating();
         let icm = build_icm(
             &halo,
-            c_mean,
-            &gas_draw,
+            host.c_mean,
+            &host.gas,
             o.alpha_n,
             1.0,
             p_boost,
@@ -416,100 +176,21 @@ impl Cluster {
             cfg,
             &quad,
         );
-        let nodes = cfg.numerics.table_nodes;
         let icm_table = project_icm(&icm.profile, halo.rs, cfg, &quad);
         let tx_kev = icm.profile.emission_weighted_t(r500, &cfg.pressure, &quad);
-
-        let mut gas_offset = [0.0; 3];
-        let mut merger = None;
-        let secondary = if has_merger {
-            let halo2 = Nfw::new(xi * m200, c2, cfg.z, cosmo);
-            let icm2 = build_icm(
-                &halo2, c2_mean, &gas2_draw, None, gas_keep2, p_boost, halo2.r200, cfg, &quad,
-            );
-            let pos = n_hat.map(|v| v * sep);
-            // Δ₂ = −Δ n̂ (outgoing: gas lags toward the primary) or +0.3 Δ n̂ (incoming); Δ₁ = −ξ Δ₂.
-            let d2 = if outgoing {
-                -delta
-            } else {
-                mg.incoming_factor * delta
-            };
-            let delta2 = n_hat.map(|v| v * d2);
-            gas_offset = delta2.map(|v| -xi * v);
-            let proj = |v: [f64; 3]| v[0].hypot(v[1]);
-            merger = Some(MergerInfo {
-                xi,
-                sep_proj: proj(pos),
-                offset1_proj: proj(gas_offset),
-                offset2_proj: proj(delta2),
-            });
-            let dm_scale = 1.0 - f_b;
-            Some(Secondary {
-                pos,
-                r200: halo2.r200,
-                dm: ProjTable::<1>::build(
-                    |r, out| out[0] = dm_scale * halo2.density(r),
-                    halo2.rs,
-                    halo2.r200,
-                    nodes,
-                    &quad,
-                ),
-                gas_centre: [pos[0] + delta2[0], pos[1] + delta2[1], pos[2] + delta2[2]],
-                gas: project_icm(&icm2.profile, halo2.rs, cfg, &quad),
-            })
+        let (secondary, merger, gas_offset) = if merger_draw.happens {
+            let (sec, info, offset) = build_secondary(&merger_draw, &halo, m200, cfg, &quad);
+            (Some(sec), Some(info), offset)
         } else {
-            None
+            (None, None, [0.0; 3])
         };
 
-        // Subhalos (stream 1).
         let (subhalos, f_sub) = if cfg.subhalos_on() {
             draw_subhalos(seed, cfg, &halo, &rot, [q, s], o.n_sub, &quad)
         } else {
             (Vec::new(), 0.0)
         };
-        let sub_gas_table = (!subhalos.is_empty()).then(|| {
-            let (beta, x_t) = (cfg.subhalos.gas_beta, 1.0 / cfg.subhalos.gas_rc_over_rt);
-            ProjTable::<2>::build(
-                |x, out| {
-                    let b = (1.0 + x * x).powf(-1.5 * beta);
-                    *out = if x < x_t { [b, b * b] } else { [0.0, 0.0] };
-                },
-                1.0,
-                x_t,
-                cfg.numerics.sub_table_nodes,
-                &Quadrature::new(cfg.numerics.sub_gl_nodes, cfg.numerics.gl_panels),
-            )
-        });
-
-        // Background slab (stream 3) and ICM fluctuations (stream 4) on the fixed 2L × 2L grid.
-        let cells = cfg.numerics.field_cells;
-        let background = cfg.background_on().then(|| {
-            let b = &cfg.background;
-            let mut db = Draws::new(seed, Stream::Background, cfg.scatter);
-            let amp = db.normal(b.amp_scatter).exp();
-            let slope = b.slope;
-            let g = GridField::gaussian(
-                cells,
-                cfg.side_kpc,
-                b.sigma_g,
-                |k| k.powf(slope),
-                &mut db.rng,
-            );
-            (amp, g)
-        });
-        let fluctuations = cfg.fluctuations_on().then(|| {
-            let fc = &cfg.fluctuations;
-            let mut rng = Rng::new(seed, Stream::Fluctuations);
-            let k0 = std::f64::consts::TAU / fc.scale_kpc;
-            let slope = fc.slope;
-            GridField::gaussian(
-                cells,
-                cfg.side_kpc,
-                fc.sigma,
-                |k| k.max(k0).powf(slope),
-                &mut rng,
-            )
-        });
+        let sub_gas_table = clump_gas_table(&subhalos, cfg);
 
         Cluster {
             seed,
@@ -520,7 +201,7 @@ impl Cluster {
             r500,
             q,
             s,
-            quaternion,
+            quaternion: host.quaternion,
             dm_sky,
             gas_sky,
             dm_norm: (1.0 - f_b) * (1.0 - f_sub),
@@ -536,8 +217,8 @@ impl Cluster {
             sub_gas_table,
             secondary,
             merger,
-            background,
-            fluctuations,
+            background: draw_background(seed, cfg),
+            fluctuations: draw_fluctuations(seed, cfg),
         }
     }
 
@@ -891,141 +572,4 @@ pub fn aperture_weights_subsampled(grid: &Grid, r: f64, k: usize) -> Vec<f64> {
         }
     }
     w
-}
-
-/// Draws the subhalo population (spec §2.5) from stream 1. Returns the subhalos and their bound mass as a fraction
-/// of M200c.
-fn draw_subhalos(
-    seed: u64,
-    cfg: &MockConfig,
-    host: &Nfw,
-    rot: &[[f64; 3]; 3],
-    qs: [f64; 2],
-    n_forced: Option<usize>,
-    quad: &Quadrature,
-) -> (Vec<Subhalo>, f64) {
-    let sc = &cfg.subhalos;
-    let cosmo = &cfg.cosmology;
-    let mut d = Draws::new(seed, Stream::Subhalos, cfg.scatter);
-    let lambda = sc.count_norm * (host.m200 / 1e14).powf(sc.count_slope);
-    let n_drawn = d.rng.poisson(lambda) as usize;
-    let n = n_forced.unwrap_or(n_drawn);
-    // μ from dN/dμ ∝ μ^-p on [μ_min, μ_max] by inverse CDF.
-    let e = 1.0 - sc.mu_index;
-    let (lo, hi) = (sc.mu_min.powf(e), sc.mu_max.powf(e));
-    let mut mus: Vec<f64> = (0..n)
-        .map(|_| (lo + d.rng.uniform() * (hi - lo)).powf(1.0 / e))
-        .collect();
-    if n_forced.is_none() {
-        while mus.iter().sum::<f64>() > sc.f_sub_max {
-            mus.pop();
-        }
-    } else {
-        // Forced counts (tests of extremes) keep their number; shrink masses to respect the cap instead.
-        let total: f64 = mus.iter().sum();
-        if total > sc.f_sub_max {
-            mus.iter_mut().for_each(|m| *m *= sc.f_sub_max / total);
-        }
-    }
-    let axes = unit_volume_axes(qs[0], qs[1]);
-    let c_sat = sc.c_sat_factor * host.c;
-    // Clumps are small and smooth: coarser tables than the host's suffice.
-    let sub_quad = Quadrature::new(cfg.numerics.sub_gl_nodes, cfg.numerics.gl_panels);
-    let sub_nodes = cfg.numerics.sub_table_nodes;
-    let f_b = cosmo.f_baryon();
-    let mut subs = Vec::with_capacity(mus.len());
-    let mut bound_mass = 0.0;
-    for &mu in &mus {
-        let m = mu * host.m200;
-        // Position: NFW number profile (c_sat) truncated at R200c, isotropic in the host frame, stretched, rotated.
-        let mut pos = [0.0; 3];
-        for attempt in 0..=100 {
-            let u = d.rng.uniform();
-            let x = invert_m_nfw(u * m_nfw(c_sat), c_sat);
-            let dir = d.rng.unit_vector();
-            let local = [0, 1, 2].map(|k| dir[k] * x / c_sat * host.r200 * axes[k]);
-            pos = mat_vec(rot, local);
-            let dist = norm3(pos);
-            if dist >= sc.d_min_r200 * host.r200 {
-                break;
-            }
-            if attempt == 100 {
-                let scale = sc.d_min_r200 * host.r200 / dist.max(1e-12);
-                pos = pos.map(|v| v * scale);
-            }
-        }
-        let d3 = norm3(pos);
-        let (c, _) = draw_concentration(m, cfg, &mut d);
-        let r200 = cosmo.radius_delta(m, 200.0, cfg.z);
-        let rs = r200 / c;
-        let r_t =
-            (d3 * (m / (3.0 * host.mass_within(d3))).cbrt()).clamp(sc.d_min_r200 * r200, r200);
-        // The infall NFW (mass m inside R200c(m)) cut at r_t: stripping removes the outskirts, it does not compress
-        // the cusp. The spec instead renormalises the clump to hold all of m inside r_t, which raises its central
-        // density by m(c)/m(τ) ≈ 2 and made the brightest Σ_DM pixel a subhalo, 500–1000 kpc from the centre, in
-        // 11 % of non-merging clusters (its own import check asks for ≤ 10 % in all clusters). The stripped mass
-        // m − m_bound stays in the smooth host (see `dm_norm`), so the total DM mass is unchanged.
-        let tau = r_t / rs;
-        let rho_s = m / (4.0 * std::f64::consts::PI * rs.powi(3) * m_nfw(c));
-        bound_mass += m * m_nfw(tau) / m_nfw(c);
-        let dm_amp = (1.0 - f_b) * rho_s;
-        let dm = ProjTable::<1>::build(
-            |r, out| {
-                let x = r / rs;
-                out[0] = if r < r_t {
-                    dm_amp / (x * (1.0 + x) * (1.0 + x))
-                } else {
-                    0.0
-                };
-            },
-            rs,
-            r_t,
-            sub_nodes,
-            &sub_quad,
-        );
-        // Gas: stripped fraction, displaced centre, isothermal β-model with r_c = 0.15 r_t.
-        let s_g = d.uniform(0.0, sc.strip_max) * (d3 / host.r200).min(1.0);
-        let offset_len = d.uniform(0.0, sc.gas_offset_max_rt) * r_t;
-        let offset_dir = d.rng.unit_vector();
-        let m_gas = s_g * f_b * m;
-        let gas = (m_gas > 0.0).then(|| {
-            let rc = sc.gas_rc_over_rt * r_t;
-            let x_t = 1.0 / sc.gas_rc_over_rt;
-            let beta = sc.gas_beta;
-            // ∫₀^{x_t} 4π (1+x²)^{−3β/2} x² dx by Gauss–Legendre (smooth integrand, no cusp).
-            let shape_int = 4.0
-                * std::f64::consts::PI
-                * quad.integrate(0.0, x_t, |x| (1.0 + x * x).powf(-1.5 * beta) * x * x);
-            let ne0 = m_gas / (ne_to_rho(cosmo) * rc.powi(3) * shape_int);
-            let e_z = cosmo.e(cfg.z);
-            let t_kev = t_app05(sc.t_mass_factor * m, e_z).max(sc.t_min_kev);
-            SubhaloGas {
-                centre: [0, 1, 2].map(|k| pos[k] + offset_len * offset_dir[k]),
-                rc,
-                ne0,
-                t_kev,
-                lambda_over_ne_nh: cooling(t_kev, &cfg.pressure) / cosmo.ne_over_nh(),
-            }
-        });
-        subs.push(Subhalo { pos, r_t, dm, gas });
-    }
-    (subs, bound_mass / host.m200)
-}
-
-/// x with m(x) = target on \[0, x_max\] by bisection (m is increasing).
-fn invert_m_nfw(target: f64, x_max: f64) -> f64 {
-    let (mut lo, mut hi) = (0.0, x_max);
-    for _ in 0..100 {
-        let mid = 0.5 * (lo + hi);
-        if m_nfw(mid) < target {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
-
-fn norm3(v: [f64; 3]) -> f64 {
-    (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::dataset::Geometry;
+use super::dataset::MapGeometry;
 use super::generate::{DatasetPreset, DatasetSpec};
 use super::meta::ClusterMeta;
 use super::transform::ChannelSpec;
@@ -28,7 +28,7 @@ pub struct TestSet {
     pub inputs: Vec<f32>,
     /// `[N, C_out, H, W]`: projected gas and DM surface densities.
     pub targets: Vec<f32>,
-    pub geometry: Geometry,
+    pub geometry: MapGeometry,
     pub input_channels: Vec<ChannelSpec>,
     pub target_channels: Vec<ChannelSpec>,
 }

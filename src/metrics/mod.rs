@@ -50,22 +50,27 @@
 //! | `apertures_samples.npy` | [N, S, C, 2] | the same for each sample |
 
 pub mod calibration;
+pub mod claims;
+pub mod evaluate;
+mod inputs;
 pub mod profiles;
+pub mod report;
 pub mod spectra;
 pub mod stats;
-pub mod summary;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use calibration::{Calibration, RankHistogram, SpreadSkill, ZHistogram, NOMINAL_LEVELS};
+pub use claims::{ClaimRow, ClaimThresholds, Claims, PAPER_THRESHOLDS};
+pub use evaluate::evaluate;
 pub use profiles::{
     aperture_sum, default_edges_kpc, default_edges_r200c, disk_rect_area, disk_weights,
     AnnulusWeights,
 };
+pub use report::{
+    ApertureRow, EvalOptions, Evaluation, GroupInfo, PerCluster, PixelRow, ProfileCalRow,
+    ProfileReport, ProfileRow, RowKey, SpectraReport, SpectraRow,
+};
 pub use spectra::{bias, correlation, power_spectrum, Fft2, SpectrumBins};
 pub use stats::{BinStats, Summary};
-pub use summary::{
-    evaluate, ApertureRow, ClaimRow, ClaimThresholds, Claims, EvalOptions, Evaluation, GroupInfo,
-    PerCluster, PixelRow, ProfileCalRow, ProfileReport, ProfileRow, RowKey, SpectraReport,
-    SpectraRow,
-};

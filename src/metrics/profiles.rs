@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::Geometry;
+use crate::data::dataset::MapGeometry;
 use crate::{Error, Result};
 
 /// Log-spaced edges in R/R200c: 10^(−1.3 + 0.1 k), k = 0..=15 (0.050 … 1.585; 15 bins of 0.1 dex).
@@ -114,7 +114,7 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
-    pub fn new(geometry: &Geometry) -> Self {
+    pub fn new(geometry: &MapGeometry) -> Self {
         Grid {
             n: geometry.n_pix,
             pixel_kpc: geometry.pixel_kpc,
@@ -154,7 +154,7 @@ impl Grid {
 
 /// Sparse overlap areas of one centred disk with the pixels of a map: `(pixel index i·N + j, area in kpc²)`.
 /// The sum of the areas is π r² when the disk lies inside the map, and the disk's part inside the map otherwise.
-pub fn disk_weights(geometry: &Geometry, r_kpc: f64) -> Vec<(u32, f64)> {
+pub fn disk_weights(geometry: &MapGeometry, r_kpc: f64) -> Vec<(u32, f64)> {
     let grid = Grid::new(geometry);
     let mut out = Vec::new();
     for i in 0..grid.n {
@@ -190,7 +190,7 @@ pub struct AnnulusWeights {
 
 impl AnnulusWeights {
     /// Overlap areas of the annuli between consecutive `edges_kpc` with the pixels of `geometry`.
-    pub fn new(geometry: &Geometry, edges_kpc: &[f64]) -> Result<Self> {
+    pub fn new(geometry: &MapGeometry, edges_kpc: &[f64]) -> Result<Self> {
         check_edges(edges_kpc)?;
         let grid = Grid::new(geometry);
         let nb = edges_kpc.len() - 1;
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn annulus_areas_tile_the_disk() {
-        let g = Geometry::new(64, 5000.0);
+        let g = MapGeometry::new(64, 5000.0);
         let edges = default_edges_kpc();
         let w = AnnulusWeights::new(&g, &edges).unwrap();
         for (b, a) in w.area.iter().enumerate() {
@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn aperture_mass_of_a_uniform_map() {
         // Σ πR² within 0.5 % (exact areas give ~1e-12) for R from under a pixel to nearly the half side.
-        let g = Geometry::new(64, 5000.0);
+        let g = MapGeometry::new(64, 5000.0);
         let sigma = 3.5e7f32;
         let map = vec![sigma; 64 * 64];
         for r in [50.0, 78.125, 333.3, 1000.0, 1234.5, 2433.0] {
@@ -353,7 +353,7 @@ mod tests {
             (64, 1.0e14, 0.06),
         ] {
             let nfw = Nfw::new(m200, 4.0, 0.2, &cosmo);
-            let g = Geometry::new(n, 5000.0);
+            let g = MapGeometry::new(n, 5000.0);
             let d = g.pixel_kpc;
             let k = 16;
             let mut map = vec![0f32; n * n];

@@ -22,7 +22,7 @@ use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 use serde::Serialize;
 
-use crate::data::dataset::Geometry;
+use crate::data::dataset::MapGeometry;
 use crate::{Error, Result};
 
 /// The k binning of maps of one geometry (serialised for reports; build it with [`SpectrumBins::new`]).
@@ -49,7 +49,7 @@ pub struct SpectrumBins {
 
 impl SpectrumBins {
     /// The binning of N×N maps of `geometry` (N even, ≥ 4).
-    pub fn new(geometry: &Geometry) -> Result<Self> {
+    pub fn new(geometry: &MapGeometry) -> Result<Self> {
         let n = geometry.n_pix;
         if n < 4
             || !n.is_multiple_of(2)
@@ -233,7 +233,7 @@ fn check_power(p_pred: &[f64], p_true: &[f64]) -> Result<()> {
 }
 
 /// P(k) of one N×N physical map of `geometry` (binned as [`SpectrumBins`]); convenience for notebooks.
-pub fn power_spectrum(map: &[f32], geometry: &Geometry) -> Result<(SpectrumBins, Vec<f64>)> {
+pub fn power_spectrum(map: &[f32], geometry: &MapGeometry) -> Result<(SpectrumBins, Vec<f64>)> {
     let bins = SpectrumBins::new(geometry)?;
     let n = geometry.n_pix;
     if map.len() != n * n {
@@ -253,8 +253,8 @@ mod tests {
     use crate::rng::stream;
     use crate::sde::standard_normals_scaled;
 
-    fn geom(n: usize) -> Geometry {
-        Geometry::new(n, 5000.0)
+    fn geom(n: usize) -> MapGeometry {
+        MapGeometry::new(n, 5000.0)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::data::cosmology::Cosmology;
-use crate::data::dataset::Geometry;
+use crate::data::dataset::MapGeometry;
 use crate::data::halo::Nfw;
 use crate::data::meta::ClusterMeta;
 use crate::rng::stream;
@@ -14,7 +14,7 @@ struct Fixture {
     samples: Vec<f32>,
     shape: [usize; 5],
     meta: Vec<ClusterMeta>,
-    geometry: Geometry,
+    geometry: MapGeometry,
     channels: Vec<String>,
 }
 
@@ -23,7 +23,7 @@ struct Fixture {
 /// distribution), or exact copies of the truth when `copies`.
 fn fixture(n: usize, s: usize, sample_scale: f64, copies: bool, seed: u64) -> Fixture {
     let (np, c) = (64usize, 2usize);
-    let geometry = Geometry::new(np, 5000.0);
+    let geometry = MapGeometry::new(np, 5000.0);
     let cosmo = Cosmology::default();
     let mut rng = stream(seed, 0);
     let mut meta = Vec::new();
@@ -138,7 +138,7 @@ fn evaluate_rejects_bad_input_with_clear_errors() {
         &f.samples,
         f.shape,
         &f.meta,
-        &Geometry::new(32, 5000.0),
+        &MapGeometry::new(32, 5000.0),
         &f.channels,
         &o,
     ));

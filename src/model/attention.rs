@@ -6,10 +6,9 @@ use std::f64::consts::FRAC_1_SQRT_2;
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::conv::add_channel_bias;
-use super::fused::residual_out;
 use super::init::weight_and_bias;
-use super::norm::GroupNormAct;
+use super::kernels::fused::{add_channel_bias, residual_out};
+use super::kernels::norm::GroupNormAct;
 use crate::Result;
 
 /// \[S21\] `layerspp.AttnBlockpp(channels, skip_rescale, init_scale = 0)`:

@@ -9,9 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
 use super::conv::Conv;
-use super::fused::{mul_mask, residual_out};
 use super::init::weight_and_bias;
-use super::norm::GroupNormAct;
+use super::kernels::fused::{mul_mask, residual_out};
+use super::kernels::norm::GroupNormAct;
 use crate::{Error, Result};
 
 /// Inverted dropout with a mask from the host RNG (spec §1: never candle's RNG, which cannot be seeded on the CPU):

@@ -3,11 +3,11 @@
 //! - [`config`]: [`ModelConfig`] and its presets.
 //! - [`embedding`]: Gaussian Fourier / sinusoidal noise embeddings and the time-embedding MLP.
 //! - [`blocks`]: \[S21\] `ResnetBlockBigGANpp`, convolutions, host-seeded dropout.
-//! - [`conv`]: convolutions; [`conv::FastConv2d`] (implicit im2col + gemm, fused bias) on the CPU.
+//! - [`conv`]: \[S21\] 3×3 and 1×1 convolution layers.
 //! - [`attention`]: \[S21\] `AttnBlockpp`.
-//! - [`fused`]: fused element-wise block tails (residual sum, dropout mask).
 //! - [`unet`]: [`NcsnppUnet`], [`param_count`], [`forward_flops`].
-//! - [`norm`]: GroupNorm (+ SiLU) as one fused CPU op.
+//! - [`kernels`]: the CPU kernels under the layers: [`kernels::conv::FastConv2d`] (implicit im2col + gemm, fused
+//!   bias), GroupNorm (+ SiLU) as one op, fused element-wise block tails.
 //! - [`init`]: \[S21\] `default_init` and [`seeded_var_builder`] (initial weights from the model seed).
 //!
 //! ## Sizes and cost
@@ -32,9 +32,8 @@ pub mod blocks;
 pub mod config;
 pub mod conv;
 pub mod embedding;
-pub mod fused;
 pub mod init;
-pub mod norm;
+pub mod kernels;
 pub mod unet;
 
 pub use config::{Embedding, ModelConfig, PrecondKind, Resample, SdeConfig, SdeKind};

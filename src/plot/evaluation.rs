@@ -8,8 +8,7 @@ use super::lines::{line_figure, Axis, LineFigure, LinePanel, RefLine, Series, Su
 use super::posterior::target_name;
 use super::style::{self, mass_bin_color, INK};
 use super::Corner;
-use crate::metrics::summary::PAPER_THRESHOLDS;
-use crate::metrics::{Evaluation, GroupInfo, RowKey};
+use crate::metrics::{Evaluation, GroupInfo, RowKey, PAPER_THRESHOLDS};
 use crate::{Error, Result};
 
 /// Every evaluation figure, named `04_*`.

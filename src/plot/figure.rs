@@ -4,7 +4,6 @@
 //! drawing code on a bitmap and on an SVG backend, so the two files can never show different things.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -115,28 +114,12 @@ fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Creates the parent directories, then writes through [`crate::io::write_atomic`].
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Config(format!("figure path {} has no file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    crate::io::write_atomic(path, bytes)
 }
 
 /// The error of a drawing routine, whatever the backend (plotters' error type is generic over it).

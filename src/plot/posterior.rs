@@ -5,7 +5,7 @@
 use super::figure::Figure;
 use super::image_grid::{image_grid, ImageColumn, ImageGrid, ImageRow};
 use super::style::Colormap;
-use crate::data::dataset::Geometry;
+use crate::data::dataset::MapGeometry;
 use crate::data::ClusterMeta;
 use crate::sample::SampleResult;
 use crate::{Error, Result};
@@ -118,7 +118,7 @@ fn posterior_columns(p: &SampleResult, c: usize) -> Vec<ImageColumn> {
 pub fn posterior_maps(
     p: &SampleResult,
     meta: &[ClusterMeta],
-    geometry: &Geometry,
+    geometry: &MapGeometry,
     c: usize,
     rows: &[usize],
 ) -> Result<Figure> {

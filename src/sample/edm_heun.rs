@@ -19,7 +19,8 @@
 
 use candle_core::Tensor;
 
-use super::{check_sigma_opt, sigma_levels, Chunk, Sampler, SigmaGrid};
+use super::driver::{Chunk, Sampler};
+use super::grid::{check_sigma_opt, sigma_levels, SigmaGrid};
 use crate::edm::RHO;
 use crate::precond::{Denoiser, ScoreFn};
 use crate::{Error, Result};

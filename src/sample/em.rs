@@ -8,7 +8,8 @@
 
 use candle_core::Tensor;
 
-use super::{prior_std, time_grid, Chunk, Sampler};
+use super::driver::{Chunk, Sampler};
+use super::grid::{prior_std, time_grid};
 use crate::precond::{Denoiser, ScoreFn};
 use crate::sde::Sde;
 use crate::{Error, Result};

@@ -14,8 +14,9 @@
 
 use candle_core::Tensor;
 
+use super::driver::{Chunk, Sampler};
 use super::edm_heun::{heun_step, ode_slope};
-use super::{check_sigma_opt, sigma_levels, Chunk, Sampler, SigmaGrid};
+use super::grid::{check_sigma_opt, sigma_levels, SigmaGrid};
 use crate::edm::RHO;
 use crate::precond::{Denoiser, ScoreFn};
 use crate::{Error, Result};

@@ -16,7 +16,8 @@
 
 use candle_core::{DType, Tensor};
 
-use super::{prior_std, sde_with_n, time_grid, Chunk, Sampler};
+use super::driver::{Chunk, Sampler};
+use super::grid::{prior_std, sde_with_n, time_grid};
 use crate::precond::{Denoiser, ScoreFn};
 use crate::sde::{AnySde, Sde};
 use crate::{Error, Result};

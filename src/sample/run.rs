@@ -15,16 +15,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{to_physical, AnySampler, SampleOpts, Sampler, SamplerKind};
-use crate::checkpoint::CheckpointMeta;
-use crate::data::dataset::{write_file_atomic, write_npy_f32, write_npy_f64, ArrayKind, Dataset};
+use super::driver::{SampleOpts, Sampler};
+use super::kind::{AnySampler, SamplerKind};
+use crate::checkpoint::{load_score_model, CheckpointMeta};
+use crate::data::dataset::{ArrayKind, Dataset, OpenOptions};
 use crate::data::transform::{ChannelStats, Group, NormStats};
+use crate::io::{write_atomic, write_npy};
 use crate::precond::ScoreModel;
-use crate::train::data::open_for_training;
-use crate::train::load_score_model;
 use crate::{Error, Result};
 
 /// What to sample once a [`SampleSession`] is open: `clusters` consecutive clusters of `split` from index
@@ -400,7 +400,7 @@ impl SampleSession {
     /// collects warnings when their normalisation statistics or channel names differ.
     pub fn open(checkpoint: &Path, data: &Path, device: &str) -> Result<Self> {
         let posterior = PosteriorModel::load(checkpoint, device)?;
-        let dataset = open_for_training(data)?;
+        let dataset = Dataset::open_with(data, &OpenOptions::STRUCTURE_ONLY)?;
         let mut warnings: Vec<String> = dataset
             .warnings()
             .iter()
@@ -749,17 +749,39 @@ impl SampleResult {
         }
         let (n, _, c, h, w) = self.dims();
         let (mean, std) = self.mean_std();
-        write_npy_f32(&o.samples, &self.samples, &self.shape)?;
-        write_npy_f32(&o.norm, &self.samples_norm, &self.shape)?;
-        write_npy_f32(&o.mean, &mean, &[n, c, h, w])?;
-        write_npy_f32(&o.std, &std, &[n, c, h, w])?;
+        write_npy(&o.samples, &self.samples, &self.shape)?;
+        write_npy(&o.norm, &self.samples_norm, &self.shape)?;
+        write_npy(&o.mean, &mean, &[n, c, h, w])?;
+        write_npy(&o.std, &std, &[n, c, h, w])?;
         let idx: Vec<f64> = self.indices.iter().map(|&i| i as f64).collect();
-        write_npy_f64(&o.indices, &idx, &[n])?;
+        write_npy(&o.indices, &idx, &[n])?;
         let json = serde_json::to_string_pretty(&self.record())
             .map_err(|e| Error::Config(format!("sample record to JSON: {e}")))?;
-        write_file_atomic(&o.json, format!("{json}\n").as_bytes())?;
+        write_atomic(&o.json, format!("{json}\n").as_bytes())?;
         Ok(o)
     }
+}
+
+/// Standardized samples → physical units: [`NormStats::inverse`] (group `Targets`: undo the standardization, then
+/// the per-channel log transform) on `[B, S, C, H, W]` (or `[N, C, H, W]`) samples. Returns f32 of the same shape on
+/// the same device.
+pub fn to_physical(stats: &NormStats, samples: &Tensor) -> Result<Tensor> {
+    let d = samples.dims().to_vec();
+    if !(d.len() == 4 || d.len() == 5) {
+        return Err(Error::Shape {
+            what: "samples to map to physical units".into(),
+            got: d,
+            expected: "[B, S, C, H, W] or [N, C, H, W]".into(),
+        });
+    }
+    let k = d.len();
+    let shape = [d[..k - 3].iter().product(), d[k - 3], d[k - 2], d[k - 1]];
+    let mut v = samples
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    stats.inverse(Group::Targets, &mut v, shape)?;
+    Ok(Tensor::from_vec(v, d, samples.device())?)
 }
 
 #[cfg(test)]

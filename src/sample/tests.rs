@@ -4,8 +4,10 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::*;
-use crate::data::transform::{ChannelSpec, ChannelStats, NormStats};
-use crate::sde::{standard_normals_scaled, AnySde, VeSde, VpSde};
+use crate::data::transform::{ChannelSpec, ChannelStats, Group, NormStats};
+use crate::precond::{Denoiser, HasModelShape, ModelShape, ScoreFn};
+use crate::sde::{standard_normals_scaled, AnySde, Sde, VeSde, VpSde};
+use crate::Error;
 
 /// Per-pixel linear-Gaussian inverse problem with a closed-form posterior: prior `x ~ N(μ0, s0²)`, observation
 /// `y = a·x + N(0, τ²)`, so `p(x | y) = N(m(y), s²)` with `1/s² = 1/s0² + a²/τ²`, `m = s²(μ0/s0² + a·y/τ²)`.
@@ -19,7 +21,7 @@ struct Gauss {
     /// m = kappa·y + beta.
     kappa: f64,
     beta: f64,
-    geom: Geometry,
+    geom: ModelShape,
 }
 
 impl Gauss {
@@ -32,7 +34,7 @@ impl Gauss {
             s,
             kappa: s * s * a * inv_tau2,
             beta: s * s * mu0 / (s0 * s0),
-            geom: Geometry::square(2, 2, size),
+            geom: ModelShape::square(2, 2, size),
         }
     }
 
@@ -71,8 +73,8 @@ impl Denoiser for Gauss {
     }
 }
 
-impl ModelGeometry for Gauss {
-    fn geometry(&self) -> Geometry {
+impl HasModelShape for Gauss {
+    fn model_shape(&self) -> ModelShape {
         self.geom
     }
 }
@@ -672,9 +674,9 @@ fn nonfinite_output_is_an_error() {
             self.0.sigma_range()
         }
     }
-    impl ModelGeometry for Nan {
-        fn geometry(&self) -> Geometry {
-            self.0.geometry()
+    impl HasModelShape for Nan {
+        fn model_shape(&self) -> ModelShape {
+            self.0.model_shape()
         }
     }
     let m = Nan(Gauss::ve(1.0, 8));

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::loss::Reduce;
 use crate::model::{ModelConfig, PrecondKind};
 use crate::optim::AdamParams;
 use crate::{Error, Result};
@@ -17,16 +18,6 @@ pub enum LossKind {
     Dsm,
     /// \[K22\] `EDMLoss` (needs `precond = "edm"`).
     Edm,
-}
-
-/// Reduction over the dimensions of one sample (\[S21\] `reduce_mean`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Reduce {
-    /// `½Σ` over dimensions (\[S21\] default, `reduce_mean = False`).
-    Sum,
-    /// Mean over dimensions.
-    Mean,
 }
 
 /// Data augmentation applied identically to condition and target.

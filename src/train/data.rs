@@ -1,12 +1,10 @@
 //! Training data in memory: standardized condition/target arrays of one split, seeded batch order, the dihedral
 //! augmentation and Technique 1 for σ_max (design spec `score-model.md` §3, §6, §7).
 
-use std::path::Path;
-
 use candle_core::{DType, Device, Tensor};
 use rand_core::RngCore;
 
-use crate::data::dataset::{ArrayKind, Dataset, OpenOptions};
+use crate::data::dataset::{ArrayKind, Dataset};
 use crate::data::transform::{Group, NormStats};
 use crate::rng::{below, permutation, stream};
 use crate::{Error, Result};
@@ -217,18 +215,6 @@ pub fn round_up_2sig(x: f64) -> f64 {
         let p = 10f64.powi(e);
         (x / p * (1.0 - 1e-12)).ceil() * p
     }
-}
-
-/// Opens a dataset for training (structure checks only; pixel values are checked when standardized).
-pub fn open_for_training(dir: &Path) -> Result<Dataset> {
-    Dataset::open_with(
-        dir,
-        &OpenOptions {
-            scan_pixels: false,
-            strict: false,
-            trust_stats: true,
-        },
-    )
 }
 
 /// The dataset's normalisation statistics (cloned for checkpoints).

@@ -6,8 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use crate::checkpoint::write_atomic;
-use crate::data::dataset::write_npy_f64;
+use crate::io::{write_atomic, write_npy};
 use crate::{Error, Result};
 
 pub const TRAIN_LOG: &str = "train_log.csv";
@@ -165,7 +164,7 @@ pub(crate) fn write_npy_logs(dir: &Path, train: &[StepStats], val: &[ValStats]) 
             ]
         })
         .collect();
-    write_npy_f64(&dir.join("train_log.npy"), &t, &[train.len(), 6])?;
+    write_npy(&dir.join("train_log.npy"), &t, &[train.len(), 6])?;
     let cols = val.first().map(|v| v.per_time.len() + 2).unwrap_or(2);
     let v: Vec<f64> = val
         .iter()
@@ -176,5 +175,5 @@ pub(crate) fn write_npy_logs(dir: &Path, train: &[StepStats], val: &[ValStats]) 
             row
         })
         .collect();
-    write_npy_f64(&dir.join("val_log.npy"), &v, &[val.len(), cols])
+    write_npy(&dir.join("val_log.npy"), &v, &[val.len(), cols])
 }

@@ -15,12 +15,13 @@
 pub mod config;
 pub mod data;
 mod log;
+pub mod stages;
 pub mod warm;
 
-pub use config::{Augment, LossKind, Reduce, RunConfig, TrainConfig};
+pub use config::{Augment, LossKind, RunConfig, TrainConfig};
 pub use data::{d4_apply, round_up_2sig, sigma_max_rule, BatchOrder, SplitData};
 pub use log::{StepStats, ValStats};
-pub use warm::{stages_of, Stage};
+pub use stages::{stages_of, Stage};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,18 +29,23 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkpoint::{self, Checkpoint, CheckpointKind, CheckpointMeta};
-use crate::data::dataset::Dataset;
+use crate::checkpoint::{
+    self, build_net, check_constants, net_from_tensors, var_shapes, Checkpoint, CheckpointKind,
+    CheckpointMeta,
+};
+use crate::data::dataset::{Dataset, OpenOptions};
 use crate::data::transform::NormStats;
 use crate::edm::EdmPrecond;
 use crate::ema::Ema;
-use crate::loss::{dsm_loss, edm_loss, LossOutput};
-use crate::model::{ModelConfig, NcsnppUnet, SdeKind};
+use crate::io::{link_or_copy_atomic, write_atomic};
+use crate::loss::{dsm_loss, edm_loss, LossOutput, Reduce};
+use crate::model::SdeKind;
 use crate::optim::{clip_scale, Adam, AdamState};
 use crate::precond::ScoreModel;
+use crate::progress::progress_bar;
 use crate::rng::{normal_tensor, stream, uniforms, RngState};
 use crate::{Error, Result};
 
@@ -141,78 +147,6 @@ impl RunConfig {
         }
         self.validate()
     }
-}
-
-/// Builds the network for `cfg` on a fresh `VarMap` on `dev`, initial weights drawn on the host from `cfg.seed`.
-fn build_net(cfg: &ModelConfig, dev: &Device) -> Result<(VarMap, NcsnppUnet)> {
-    let varmap = VarMap::new();
-    let net = NcsnppUnet::new_seeded(cfg, &varmap, DType::F32, dev)?;
-    Ok((varmap, net))
-}
-
-/// A network with the given weights (an EMA or a checkpoint's), for evaluation.
-pub fn net_from_tensors(
-    cfg: &ModelConfig,
-    weights: std::collections::HashMap<String, Tensor>,
-    dev: &Device,
-) -> Result<NcsnppUnet> {
-    NcsnppUnet::new(cfg, VarBuilder::from_tensors(weights, DType::F32, dev))
-}
-
-/// Loads an inference model from any checkpoint (EMA weights), checking every tensor against the config.
-pub fn load_score_model(path: &Path, dev: &Device) -> Result<(ScoreModel, CheckpointMeta)> {
-    let ck = Checkpoint::load(path, dev)?;
-    let cfg = ck.meta.model.clone();
-    let (varmap, net) = build_net(&cfg, dev)?;
-    let expected = var_shapes(&varmap)?;
-    let ema = ck.group("ema.");
-    checkpoint::check_tensors(&expected, &ema, "ema.", path)?;
-    check_constants(&net, &ck, path)?;
-    let net = net_from_tensors(&cfg, ema, dev)?;
-    Ok((ScoreModel::new(net)?, ck.meta))
-}
-
-fn var_shapes(varmap: &VarMap) -> Result<Vec<(String, Vec<usize>)>> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| Error::Config("VarMap mutex poisoned".into()))?;
-    let mut v: Vec<(String, Vec<usize>)> = data
-        .iter()
-        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// The fixed tensors stored in a checkpoint must equal those the config regenerates (same seed, same `W`).
-fn check_constants(net: &NcsnppUnet, ck: &Checkpoint, path: &Path) -> Result<()> {
-    for (name, t) in net.constants() {
-        let key = format!("const.{name}");
-        let stored = ck
-            .tensors
-            .get(&key)
-            .ok_or_else(|| Error::checkpoint(path, format!("tensor {key} is missing")))?;
-        if stored.dims() != t.dims() {
-            return Err(Error::ConfigMismatch {
-                path: path.to_path_buf(),
-                tensor: key,
-                got: stored.dims().to_vec(),
-                expected: t.dims().to_vec(),
-            });
-        }
-        let diff = (stored.to_dtype(DType::F32)? - t.to_dtype(DType::F32)?)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
-        if diff != 0.0 {
-            return Err(Error::checkpoint(
-                path,
-                format!("{key} differs from the one model.seed generates (checkpoint from another seed?)"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 impl Trainer {
@@ -370,7 +304,7 @@ impl Trainer {
     /// (rows written after the checkpoint a resumed run starts from are dropped; they will be recomputed).
     pub fn attach_run_dir(&mut self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        checkpoint::write_atomic(&dir.join("run.toml"), self.cfg.to_toml_string()?.as_bytes())?;
+        write_atomic(&dir.join("run.toml"), self.cfg.to_toml_string()?.as_bytes())?;
         self.history = log::read_train_log(dir, self.step)?;
         self.val_history = log::read_val_log(dir, self.step)?;
         log::rewrite_logs(
@@ -586,11 +520,11 @@ impl Trainer {
         }
         let mut info = self.info.clone();
         info.insert("train_wall_s".into(), format!("{:.1}", self.wall_s()));
-        let stages = self.stages()?;
-        let (steps, maps) = warm::totals(&stages);
+        let all_stages = self.stages()?;
+        let (steps, maps) = stages::totals(&all_stages);
         info.insert(
-            warm::STAGES_KEY.into(),
-            serde_json::to_string(&stages)
+            stages::STAGES_KEY.into(),
+            serde_json::to_string(&all_stages)
                 .map_err(|e| Error::Config(format!("stages to JSON: {e}")))?,
         );
         info.insert("total_steps".into(), steps.to_string());
@@ -664,13 +598,9 @@ impl Trainer {
         }
         let bar = match progress {
             Progress::Bar => {
-                let pb = indicatif::ProgressBar::new(total_steps);
-                pb.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} steps | {per_sec} | ETA {eta} | {msg}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                let pb = progress_bar(
+                    total_steps,
+                    "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} steps | {per_sec} | ETA {eta} | {msg}",
                 );
                 pb.set_position(start);
                 pb.reset_eta();
@@ -718,17 +648,6 @@ impl Trainer {
     }
 }
 
-/// `last.safetensors`: a hard link to the newest periodic checkpoint, swapped in atomically (copy where links are
-/// not supported).
-fn link_or_copy_atomic(src: &Path, dst: &Path) -> Result<()> {
-    let tmp = crate::data::dataset::tmp_path(dst);
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(src, &tmp).is_err() {
-        fs::copy(src, &tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    fs::rename(&tmp, dst).map_err(|e| Error::io(dst, e))
-}
-
 /// What `clustermaps train` asks for; [`open_run`] turns it into a ready [`Trainer`].
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -756,7 +675,7 @@ pub struct RunRequest {
 /// to overwrite a run directory with checkpoints unless resuming, and attaches the run directory. Returns the
 /// trainer and messages worth showing (resume point, skipped checkpoints, σ_max).
 pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
-    let ds = data::open_for_training(&req.data)?;
+    let ds = Dataset::open_with(&req.data, &OpenOptions::STRUCTURE_ONLY)?;
     let mut cfg = RunConfig::from_arg(&req.config)?;
     let (in_ch, tg_ch) = (
         ds.manifest.channels.inputs.len(),
@@ -843,7 +762,7 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
                 }
                 t.warm_start(&ck, path)?;
                 t.sigma_max_source = ck.meta.sigma_max_source.clone();
-                let (steps, maps) = warm::totals(&warm::stages_of(&ck.meta, path)?);
+                let (steps, maps) = stages::totals(&stages::stages_of(&ck.meta, path)?);
                 notes.push(format!(
                     "warm start from {} ({steps} steps, {maps} maps in earlier stages): weights and EMA loaded, \
                      fresh optimiser with warm-up, seed {}",

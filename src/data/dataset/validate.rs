@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{
-    array_shape, close, load_stats, ArrayKind, Dataset, Manifest, NpyReader, OpenOptions, Split,
-    META_FILE, STATS_FILE,
+    array_shape, close, load_stats, ArrayKind, Dataset, Manifest, OpenOptions, Split, META_FILE,
+    STATS_FILE,
 };
 use crate::data::meta::{read_meta_csv, ClusterMeta, MetaTable};
 use crate::data::transform::{norm_stats, ChannelSpec, NormStats, StatsAccumulator};
+use crate::io::NpyReader;
 use crate::{Error, Result};
 
 /// Relative tolerance of the per-row pixel scale (rule 4).
@@ -22,7 +23,19 @@ const STATS_RTOL: f64 = 1e-4;
 /// Absolute tolerance of stored vs recomputed percentiles (rule 9): a few histogram bins (2⁻¹⁰ each).
 const PERCENTILE_ATOL: f64 = 4e-3;
 
-pub(super) fn open(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
+impl Dataset {
+    /// Opens `dir` with every check of spec §7 (rules 1–9; plausibility as warnings).
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, &OpenOptions::default())
+    }
+
+    /// Opens `dir` with the checks selected by `opts`.
+    pub fn open_with(dir: &Path, opts: &OpenOptions) -> Result<Self> {
+        open(dir, opts)
+    }
+}
+
+fn open(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
     let manifest = Manifest::load(dir)?;
     let mut warnings = Vec::new();
     let mut splits = Vec::with_capacity(manifest.splits.len());

@@ -1,8 +1,10 @@
-//! `.npy` I/O for datasets: a streaming f32 writer (header first, then rows appended, so a split never has to be
-//! in memory) and a validating reader that yields one outer-axis row (one cluster) at a time.
+//! `.npy` arrays: [`write_npy`] for whole arrays of any [`NpyElement`] (samples, logs, metrics), a streaming f32
+//! writer for datasets (header first, then rows appended, so a split never has to be in memory) and a validating
+//! reader that yields one outer-axis row (one cluster) at a time.
 //!
-//! Headers are parsed and written by the `npyz` crate; pixel data is decoded here from little-endian bytes,
-//! because datasets only ever hold `<f4` (and `<f8`, accepted for imports and converted).
+//! Dataset headers are parsed and streamed by the `npyz` crate (its header layout is part of the datasets' golden
+//! hash); [`write_npy`] writes numpy's own header layout itself. Pixel data is decoded here from little-endian
+//! bytes, because datasets only ever hold `<f4` (and `<f8`, accepted for imports and converted).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom};
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use npyz::{DType, Endianness, TypeChar, TypeStr, WriterBuilder};
 
-use super::{remove_if_exists, rename_into_place, tmp_path};
+use super::files::{open_error, remove_if_exists, rename_into_place, tmp_path, write_atomic};
 use crate::{Error, Result};
 
 /// Element types a dataset array may have on disk.
@@ -217,14 +219,6 @@ impl NpyReader {
     }
 }
 
-fn open_error(path: &Path, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::NotFound {
-        Error::MissingFile(path.to_path_buf())
-    } else {
-        Error::io(path, e)
-    }
-}
-
 /// Accepts `<f4` and `<f8` only; everything else is named in the error.
 fn check_dtype(path: &Path, dtype: &DType) -> Result<NpyDtype> {
     let accepted = |ts: &TypeStr| {
@@ -339,29 +333,31 @@ impl Drop for NpyF32Writer {
     }
 }
 
-/// Writes a whole f32 array atomically.
-pub fn write_npy_f32(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
-    let n: usize = shape.iter().product();
-    if n != data.len() || shape.is_empty() {
-        return Err(Error::Shape {
-            what: path.display().to_string(),
-            got: shape.to_vec(),
-            expected: format!("a shape of rank ≥ 1 holding {} values", data.len()),
-        });
-    }
-    let mut w = NpyF32Writer::create(path, shape)?;
-    let row_len: usize = shape[1..].iter().product();
-    if row_len > 0 {
-        for row in data.chunks_exact(row_len) {
-            w.push_row(row)?;
-        }
-    }
-    w.finish()?;
-    Ok(())
+/// An element type [`write_npy`] can store: a little-endian IEEE float.
+pub trait NpyElement: Copy {
+    /// numpy's type string of the element (`descr` in the header).
+    const DESCR: &'static str;
+    /// Appends the element's little-endian bytes to `out`.
+    fn put_le_bytes(self, out: &mut Vec<u8>);
 }
 
-/// Writes a whole little-endian f64 array (`<f8`, C order) atomically: logs and metrics for numpy users.
-pub fn write_npy_f64(path: &Path, data: &[f64], shape: &[usize]) -> Result<()> {
+impl NpyElement for f32 {
+    const DESCR: &'static str = "<f4";
+    fn put_le_bytes(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl NpyElement for f64 {
+    const DESCR: &'static str = "<f8";
+    fn put_le_bytes(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// Writes a whole array (C order, `shape` of rank ≥ 1 holding `data.len()` values) atomically as a version 1.0
+/// `.npy` file: samples, logs and metrics for numpy users.
+pub fn write_npy<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Result<()> {
     let n: usize = shape.iter().product();
     if n != data.len() || shape.is_empty() {
         return Err(Error::Shape {
@@ -376,19 +372,22 @@ pub fn write_npy_f64(path: &Path, data: &[f64], shape: &[usize]) -> Result<()> {
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_txt}, }}",
+        T::DESCR
+    );
     // NPY v1.0: magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, '\n'.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + 8 * data.len());
+    let mut bytes = Vec::with_capacity(10 + header.len() + std::mem::size_of_val(data));
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
     for v in data {
-        bytes.extend_from_slice(&v.to_le_bytes());
+        v.put_le_bytes(&mut bytes);
     }
-    crate::data::dataset::write_file_atomic(path, &bytes)
+    write_atomic(path, &bytes)
 }
 
 #[cfg(test)]
@@ -400,7 +399,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
         let data: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32 * 0.5 - 3.0).collect();
-        write_npy_f32(&p, &data, &[2, 3, 4]).unwrap();
+        write_npy(&p, &data, &[2, 3, 4]).unwrap();
         assert!(!tmp_path(&p).exists());
         let (back, shape) = read_npy_f32(&p).unwrap();
         assert_eq!(shape, vec![2, 3, 4]);

@@ -8,12 +8,24 @@
 //!
 //! - [`residual_out`]: `s·(x + h + bias[c])` (the skip-rescaled residual sum; it was add, broadcast add, affine);
 //! - [`mul_mask`]: `h·mask` with a constant mask (dropout), whose backward computes only `∂h = ∂y·mask`.
+//!
+//! [`add_channel_bias`] is the unfused per-channel bias every layer falls back to (candle ops on any device).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::conv::add_channel_bias;
 use crate::Result;
+
+/// `h + bias[c]` for `h [B, C, …]`, `bias [C]`. The bias is first broadcast to a `[B, C, 1, …]` tensor so that the
+/// backward pass sums `dh` over the contiguous trailing axes, then over the small `[B, C]`: candle's CPU reduction over
+/// the axes (0, 2, 3) at once is an order of magnitude slower (≈ 15 ms vs ≈ 1 ms for `[8, 32, 64, 64]`).
+pub fn add_channel_bias(h: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (b, c) = (h.dim(0)?, h.dim(1)?);
+    let mut shape = vec![b, c];
+    shape.resize(h.rank(), 1);
+    let bias = bias.unsqueeze(0)?.broadcast_as((b, c))?.reshape(shape)?;
+    Ok(h.broadcast_add(&bias)?)
+}
 
 fn cpu_float(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
