@@ -112,6 +112,11 @@ impl CalibAccumulator {
         self.n_cov += other.n_cov;
     }
 
+    /// Number of items added.
+    pub fn items(&self) -> f64 {
+        self.n_cov
+    }
+
     /// Empirical coverage per level (0 when no items were added).
     pub fn coverage(&self) -> Vec<f64> {
         self.covered

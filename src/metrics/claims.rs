@@ -27,6 +27,39 @@ pub const PAPER_THRESHOLDS: ClaimThresholds = ClaimThresholds {
     corr: 0.05,
 };
 
+/// What an honest posterior must show beyond the paper's claims (the truth is exchangeable with a sample):
+/// r(k) between a sample and the truth equal to r(k) between two samples, and central intervals covering their
+/// nominal share of pixels, profile bins and aperture masses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationTargets {
+    /// Max mean over k < k_Nyq/2 of |r_sample-truth(k) − r_sample-sample(k)| (0.02).
+    pub corr_gap: f64,
+    /// Max |coverage − nominal| at each of `levels` (0.05).
+    pub coverage: f64,
+    /// Nominal levels judged (0.5, 0.68, 0.9); each must be among the evaluation's levels.
+    pub levels: Vec<f64>,
+}
+
+impl Default for CalibrationTargets {
+    fn default() -> Self {
+        CalibrationTargets {
+            corr_gap: 0.02,
+            coverage: 0.05,
+            levels: vec![0.5, 0.68, 0.9],
+        }
+    }
+}
+
+/// Coverage of one kind of item at the judged levels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoverageCheck {
+    /// Empirical coverage at each of [`CalibrationTargets::levels`].
+    pub coverage: Vec<f64>,
+    /// Max |coverage − nominal| over the levels.
+    pub max_abs_error: f64,
+    pub met: bool,
+}
+
 /// One group and channel of [`Claims`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimRow {
@@ -46,6 +79,22 @@ pub struct ClaimRow {
     pub met_corr: bool,
     /// All four met (the high-k numbers are reported, not judged).
     pub met: bool,
+    /// Mean over k < k_Nyq/2 of |1 − r(k)| between two samples of the same cluster.
+    pub corr_sample_sample_low_k: f64,
+    /// Mean over k < k_Nyq/2 of |r_sample-truth(k) − r_sample-sample(k)|.
+    pub corr_gap_low_k: f64,
+    pub met_corr_gap: bool,
+    /// Coverage of pixels (log10 values), of the R200c-binned profile bins over the claim range and of the
+    /// projected masses within R500c and R200c.
+    pub coverage_pixels: CoverageCheck,
+    pub coverage_profiles: CoverageCheck,
+    pub coverage_apertures: CoverageCheck,
+    /// χ²/dof of the pixel rank histogram against uniform (thinned pixels; pixels are correlated, so read it as a
+    /// shape measure) and its edge ratio (> 1: ∪-shaped, over-confident).
+    pub pixel_rank_chi2_per_dof: f64,
+    pub pixel_rank_edge_ratio: f64,
+    /// The gap and all three coverages met.
+    pub calibrated: bool,
 }
 
 /// The paper's headline claims, per group and channel.
@@ -59,6 +108,8 @@ pub struct Claims {
     pub k_split: f64,
     pub rows: Vec<ClaimRow>,
     pub all_met: bool,
+    pub calibration_targets: CalibrationTargets,
+    pub all_calibrated: bool,
 }
 
 impl Claims {
@@ -67,8 +118,33 @@ impl Claims {
         Self::with_thresholds(ev, PAPER_THRESHOLDS)
     }
 
-    /// The claims with custom thresholds.
+    /// The claims with custom thresholds (and the default [`CalibrationTargets`]).
     pub fn with_thresholds(ev: &Evaluation, thresholds: ClaimThresholds) -> Result<Self> {
+        Self::with_targets(ev, thresholds, CalibrationTargets::default())
+    }
+
+    /// The claims with custom thresholds and calibration targets.
+    pub fn with_targets(
+        ev: &Evaluation,
+        thresholds: ClaimThresholds,
+        targets: CalibrationTargets,
+    ) -> Result<Self> {
+        let level_index: Vec<usize> = targets
+            .levels
+            .iter()
+            .map(|p| {
+                ev.options
+                    .levels
+                    .iter()
+                    .position(|q| (q - p).abs() < 1e-9)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "calibration target level {p} is not among the evaluated levels {:?}",
+                            ev.options.levels
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
         let [lo, hi] = ev.options.claim_range_r200c;
         let e = &ev.profiles_r200c.edges;
         let tol = 1e-9;
@@ -99,6 +175,56 @@ impl Claims {
             let bh = mean_abs(&high, &|k| sp.bias.mean[k] - 1.0);
             let rl = mean_abs(&low, &|k| 1.0 - sp.corr.mean[k]);
             let rh = mean_abs(&high, &|k| 1.0 - sp.corr.mean[k]);
+            let rss = &sp.corr_sample_sample.mean;
+            let rss_l = mean_abs(&low, &|k| 1.0 - rss[k]);
+            let gap = mean_abs(&low, &|k| sp.corr.mean[k] - rss[k]);
+            let check = |coverages: &[&[f64]]| {
+                let coverage: Vec<f64> = level_index
+                    .iter()
+                    .map(|&l| coverages.iter().map(|c| c[l]).sum::<f64>() / coverages.len() as f64)
+                    .collect();
+                let max_abs_error = coverage
+                    .iter()
+                    .zip(&targets.levels)
+                    .map(|(c, p)| (c - p).abs())
+                    .fold(0.0, f64::max);
+                CoverageCheck {
+                    met: max_abs_error <= targets.coverage,
+                    coverage,
+                    max_abs_error,
+                }
+            };
+            let same = |k: &RowKey| k.group == p.key.group && k.channel == p.key.channel;
+            let px = ev
+                .pixels
+                .iter()
+                .find(|r| same(&r.key))
+                .ok_or_else(|| missing("pixel", &p.key))?;
+            let pc = ev
+                .profile_calibration
+                .iter()
+                .find(|r| same(&r.key))
+                .ok_or_else(|| missing("profile calibration", &p.key))?;
+            let in_range: Vec<&[f64]> = bins
+                .iter()
+                .map(|&b| pc.coverage_per_bin[b].as_slice())
+                .collect();
+            let ap: Vec<&[f64]> = ev
+                .apertures
+                .iter()
+                .filter(|r| same(&r.key))
+                .map(|r| r.calibration.coverage.as_slice())
+                .collect();
+            if ap.is_empty() {
+                return Err(missing("aperture", &p.key));
+            }
+            let (cov_px, cov_pr, cov_ap) = (
+                check(&[px.calibration.coverage.as_slice()]),
+                check(&in_range),
+                check(&ap),
+            );
+            let met_gap = gap <= targets.corr_gap;
+            let calibrated = met_gap && cov_px.met && cov_pr.met && cov_ap.met;
             let (m1, m2, m3, m4) = (
                 pm <= thresholds.profile_mean,
                 ps <= thresholds.profile_std,
@@ -118,6 +244,15 @@ impl Claims {
                 met_bias: m3,
                 met_corr: m4,
                 met: m1 && m2 && m3 && m4,
+                corr_sample_sample_low_k: rss_l,
+                corr_gap_low_k: gap,
+                met_corr_gap: met_gap,
+                coverage_pixels: cov_px,
+                coverage_profiles: cov_pr,
+                coverage_apertures: cov_ap,
+                pixel_rank_chi2_per_dof: px.calibration.ranks.chi2_per_dof,
+                pixel_rank_edge_ratio: px.calibration.ranks.edge_ratio,
+                calibrated,
             });
         }
         Ok(Claims {
@@ -126,9 +261,18 @@ impl Claims {
             n_profile_bins: bins.len(),
             k_split,
             all_met: rows.iter().all(|r| r.met),
+            all_calibrated: rows.iter().all(|r| r.calibrated),
+            calibration_targets: targets,
             rows,
         })
     }
+}
+
+fn missing(what: &str, key: &RowKey) -> Error {
+    Error::Config(format!(
+        "claims: the evaluation has no {what} row for group {}, channel '{}'",
+        key.group, key.channel
+    ))
 }
 
 impl Evaluation {

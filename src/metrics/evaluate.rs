@@ -33,10 +33,14 @@ struct ClusterOut {
     power: Vec<f64>,
     /// `[s][c][k]`.
     cross: Vec<f64>,
+    /// `[pair][c][k]` over sample pairs s < s′ in lexicographic order ([`sample_pairs`]).
+    cross_ss: Vec<f64>,
     /// `[c][k]`.
     power_mean: Vec<f64>,
     cross_mean: Vec<f64>,
     pix_cal: Vec<CalibAccumulator>,
+    /// `[c][zone]`: pixel coverage per radial zone (no ranks).
+    pix_cal_zones: Vec<Vec<CalibAccumulator>>,
     pix_spread: Vec<SpreadAccumulator>,
     /// Per channel: Σ over pixels of (sample err² averaged over s, mean-map err², log sample err², log mean err²).
     sq_err: Vec<[f64; 4]>,
@@ -51,6 +55,28 @@ struct Shared<'a> {
     floors: Option<&'a [f64]>,
     levels: &'a [f64],
     thin: usize,
+    zones_r200: &'a [f64],
+}
+
+/// The sample pairs (s, s′), s < s′, in the order of [`ClusterOut::cross_ss`].
+fn sample_pairs(s: usize) -> Vec<(usize, usize)> {
+    (0..s)
+        .flat_map(|a| (a + 1..s).map(move |b| (a, b)))
+        .collect()
+}
+
+/// Radial zone of every pixel (index into `[0, e₁)`, `[e₁, e₂)`, …, `[e_last, ∞)`, edges in units of `r200c`),
+/// measured from the map centre to the pixel centre.
+fn pixel_zones(geometry: &MapGeometry, r200c_kpc: f64, edges_r200: &[f64]) -> Vec<u8> {
+    let n = geometry.n_pix;
+    (0..n * n)
+        .map(|p| {
+            let x = (p % n) as f64 + 0.5 - 0.5 * n as f64;
+            let y = (p / n) as f64 + 0.5 - 0.5 * n as f64;
+            let r = x.hypot(y) * geometry.pixel_kpc / r200c_kpc;
+            edges_r200.iter().filter(|&&e| r >= e).count() as u8
+        })
+        .collect()
 }
 
 fn cluster_pass(
@@ -70,15 +96,19 @@ fn cluster_pass(
         disk_weights(sh.geometry, meta.r500c_kpc),
         disk_weights(sh.geometry, meta.r200c_kpc),
     ];
+    let pairs = sample_pairs(d.s);
+    let zone_of = pixel_zones(sh.geometry, meta.r200c_kpc, sh.zones_r200);
     let mut out = ClusterOut {
         prof_r200: vec![0.0; nm * nc * b200],
         prof_kpc: vec![0.0; nm * nc * bkpc],
         aper: vec![0.0; nm * nc * 2],
         power: vec![0.0; nm * nc * nk],
         cross: vec![0.0; d.s * nc * nk],
+        cross_ss: vec![0.0; pairs.len() * nc * nk],
         power_mean: vec![0.0; nc * nk],
         cross_mean: vec![0.0; nc * nk],
         pix_cal: Vec::with_capacity(nc),
+        pix_cal_zones: Vec::with_capacity(nc),
         pix_spread: Vec::with_capacity(nc),
         sq_err: Vec::with_capacity(nc),
     };
@@ -89,6 +119,7 @@ fn cluster_pass(
             .collect();
         let mut f_true = Vec::new();
         let mut f_mean = Vec::new();
+        let mut f_samples = Vec::with_capacity(d.s);
         for (m, map) in maps.iter().enumerate() {
             let o = m * nc + c;
             w200.profile_into(map, &mut out.prof_r200[o * b200..(o + 1) * b200]);
@@ -108,7 +139,12 @@ fn cluster_pass(
                 for (acc, v) in f_mean.iter_mut().zip(&f) {
                     *acc += v / d.s as f64;
                 }
+                f_samples.push(f);
             }
+        }
+        for (j, &(a, b)) in pairs.iter().enumerate() {
+            let o = (j * nc + c) * nk;
+            out.cross_ss[o..o + nk].copy_from_slice(&sh.kbins.cross(&f_samples[a], &f_samples[b]));
         }
         out.power_mean[c * nk..(c + 1) * nk].copy_from_slice(&sh.kbins.power(&f_mean));
         out.cross_mean[c * nk..(c + 1) * nk].copy_from_slice(&sh.kbins.cross(&f_mean, &f_true));
@@ -120,6 +156,7 @@ fn cluster_pass(
             None => x.log10(),
         };
         let mut cal = CalibAccumulator::new(d.s, sh.levels);
+        let mut zones = vec![CalibAccumulator::new(d.s, sh.levels); sh.zones_r200.len() + 1];
         let mut spread = SpreadAccumulator::new(d.s);
         let mut sq = [0.0; 4];
         let mut phys = vec![0.0; d.s];
@@ -139,9 +176,11 @@ fn cluster_pass(
             sq[3] += (lmean - lt) * (lmean - lt);
             let (row, col) = (p / d.side, p % d.side);
             cal.push(lt, &logs, row % sh.thin == 0 && col % sh.thin == 0);
+            zones[zone_of[p] as usize].push(lt, &logs, false);
             spread.push(lt, &logs);
         }
         out.pix_cal.push(cal);
+        out.pix_cal_zones.push(zones);
         out.pix_spread.push(spread);
         out.sq_err.push(sq);
     }
@@ -359,8 +398,10 @@ fn spectra_rows(
     for g in groups {
         let outs: Vec<&ClusterOut> = g.clusters.iter().map(|&i| &outs_all[i]).collect();
         for (c, name) in channels.iter().enumerate() {
-            let mut stats: [Vec<Summary>; 7] = Default::default();
+            let mut stats: [Vec<Summary>; 8] = Default::default();
             let (mut bsem, mut rsem, mut bst, mut rst) = (vec![], vec![], vec![], vec![]);
+            let mut ss_sem = vec![];
+            let pairs = sample_pairs(s);
             for k in 0..nk {
                 let at = |o: &ClusterOut, m: usize| o.power[(m * nc + c) * nk + k];
                 let pt: Vec<f64> = outs.iter().map(|o| at(o, 0)).collect();
@@ -370,6 +411,7 @@ fn spectra_rows(
                 let pm: Vec<f64> = outs.iter().map(|o| o.power_mean[c * nk + k]).collect();
                 let mut b_pairs = Vec::with_capacity(outs.len());
                 let mut r_pairs = Vec::with_capacity(outs.len());
+                let mut ss_pairs = Vec::with_capacity(outs.len());
                 let (mut bm, mut rm) = (Vec::new(), Vec::new());
                 let (mut sum_p, mut sum_x) = (0.0, 0.0);
                 for (j, o) in outs.iter().enumerate() {
@@ -403,6 +445,16 @@ fn spectra_rows(
                     }
                     b_pairs.push(bv);
                     r_pairs.push(rv);
+                    ss_pairs.push(
+                        pairs
+                            .iter()
+                            .enumerate()
+                            .map(|(j, &(a, b))| {
+                                let x = o.cross_ss[(j * nc + c) * nk + k];
+                                x / (at(o, a + 1) * at(o, b + 1)).sqrt()
+                            })
+                            .collect::<Vec<f64>>(),
+                    );
                     let p = o.power_mean[c * nk + k];
                     if p <= 0.0 {
                         return Err(zero("P of the posterior-mean map", p));
@@ -421,12 +473,14 @@ fn spectra_rows(
                 stats[4].push(Summary::of(&flat(&r_pairs)));
                 stats[5].push(Summary::of(&bm));
                 stats[6].push(Summary::of(&rm));
+                stats[7].push(Summary::of(&flat(&ss_pairs)));
+                ss_sem.push(sem_over_clusters(&ss_pairs));
                 bsem.push(sem_over_clusters(&b_pairs));
                 rsem.push(sem_over_clusters(&r_pairs));
                 bst.push((mp / mean_t).sqrt());
                 rst.push(mx / (mp * mean_t).sqrt());
             }
-            let [t, sm, mm, b, r, bmm, rmm] = stats.map(BinStats::from_summaries);
+            let [t, sm, mm, b, r, bmm, rmm, rss] = stats.map(BinStats::from_summaries);
             rows.push(SpectraRow {
                 key: key(g, name),
                 truth: t,
@@ -440,6 +494,8 @@ fn spectra_rows(
                 corr_mean_map: rmm,
                 bias_stacked: bst,
                 corr_stacked: rst,
+                corr_sample_sample: rss,
+                corr_sample_sample_sem: ss_sem,
             });
         }
     }
@@ -505,16 +561,21 @@ fn pixel_rows(
     channels: &[String],
     d: Dims,
     levels: &[f64],
+    zone_edges: &[f64],
 ) -> Vec<PixelRow> {
     let mut rows = Vec::new();
     for g in groups {
         for (c, name) in channels.iter().enumerate() {
             let mut cal = CalibAccumulator::new(d.s, levels);
+            let mut zones = vec![CalibAccumulator::new(d.s, levels); zone_edges.len() + 1];
             let mut spread = SpreadAccumulator::new(d.s);
             let mut sq = [0.0; 4];
             for &i in &g.clusters {
                 let o = &outs_all[i];
                 cal.merge(&o.pix_cal[c]);
+                for (z, oz) in zones.iter_mut().zip(&o.pix_cal_zones[c]) {
+                    z.merge(oz);
+                }
                 spread.merge(&o.pix_spread[c]);
                 for (a, b) in sq.iter_mut().zip(&o.sq_err[c]) {
                     *a += b;
@@ -529,6 +590,9 @@ fn pixel_rows(
                 mse_log10_mean: sq[3] / n,
                 calibration: cal.finish(),
                 spread_skill: spread.finish(),
+                zone_edges_r200c: zone_edges.to_vec(),
+                coverage_per_zone: zones.iter().map(|z| z.coverage()).collect(),
+                pixel_share_per_zone: zones.iter().map(|z| z.items() / n).collect(),
             });
         }
     }
@@ -629,6 +693,7 @@ pub fn evaluate(
         floors: opts.log_floors.as_deref(),
         levels: &opts.levels,
         thin: opts.rank_thin,
+        zones_r200: &opts.pixel_zones_r200c,
     };
 
     let outs: Vec<ClusterOut> = (0..d.n)
@@ -671,7 +736,14 @@ pub fn evaluate(
         bins: kbins,
     };
     let apertures = aperture_rows(&outs, &groups, channels, meta, s, &opts.levels)?;
-    let pixels = pixel_rows(&outs, &groups, channels, d, &opts.levels);
+    let pixels = pixel_rows(
+        &outs,
+        &groups,
+        channels,
+        d,
+        &opts.levels,
+        &opts.pixel_zones_r200c,
+    );
     let profile_calibration = profile_cal_rows(&p200, &groups, channels, s, nb200, &opts.levels);
     let per_cluster = collect_per_cluster(&outs, meta, d);
 

@@ -127,6 +127,12 @@ pub(super) fn check_shapes(
 pub(super) fn check_options(o: &EvalOptions, channels: &[String]) -> Result<()> {
     check_edges(&o.edges_r200c)?;
     check_edges(&o.edges_kpc)?;
+    let z = &o.pixel_zones_r200c;
+    if z.iter().any(|e| !(e.is_finite() && *e > 0.0)) || z.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(Error::Config(format!(
+            "pixel_zones_r200c {z:?}: zone edges must be positive, finite and increasing"
+        )));
+    }
     if o.levels.is_empty() || o.levels.iter().any(|p| !(*p > 0.0 && *p < 1.0)) {
         return Err(Error::Config(format!(
             "coverage levels {:?} must lie in (0, 1)",

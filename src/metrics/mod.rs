@@ -62,7 +62,9 @@ mod tests;
 mod write;
 
 pub use calibration::{Calibration, RankHistogram, SpreadSkill, ZHistogram, NOMINAL_LEVELS};
-pub use claims::{ClaimRow, ClaimThresholds, Claims, PAPER_THRESHOLDS};
+pub use claims::{
+    CalibrationTargets, ClaimRow, ClaimThresholds, Claims, CoverageCheck, PAPER_THRESHOLDS,
+};
 pub use evaluate::evaluate;
 pub use profiles::{
     aperture_sum, default_edges_kpc, default_edges_r200c, disk_rect_area, disk_weights,

@@ -33,6 +33,9 @@ pub struct EvalOptions {
     pub log_floors: Option<Vec<f64>>,
     /// Radial range \[R200c\] of the profile claims (default 0.1–1).
     pub claim_range_r200c: [f64; 2],
+    /// Inner edges \[R200c\] of the radial zones of the pixel calibration (`PixelRow::coverage_per_zone`); the
+    /// first zone starts at the centre and the last runs to the map's edge (default 0.1, 0.25, 0.5, 1).
+    pub pixel_zones_r200c: Vec<f64>,
 }
 
 impl Default for EvalOptions {
@@ -46,6 +49,7 @@ impl Default for EvalOptions {
             rank_thin: 4,
             log_floors: None,
             claim_range_r200c: [0.1, 1.0],
+            pixel_zones_r200c: vec![0.1, 0.25, 0.5, 1.0],
         }
     }
 }
@@ -132,6 +136,12 @@ pub struct SpectraRow {
     /// √(⟨P_pred⟩/⟨P_true⟩) and ⟨P_×⟩/√(⟨P_pred⟩⟨P_true⟩) from spectra averaged over all pairs.
     pub bias_stacked: Vec<f64>,
     pub corr_stacked: Vec<f64>,
+    /// r(k) between two samples of the same cluster, over all clusters and sample pairs s < s′, and its standard
+    /// error over clusters. For a calibrated posterior the truth is exchangeable with a sample, so `corr` and
+    /// `corr_sample_sample` have the same expectation: r < 1 then measures the posterior's honest width, and
+    /// `corr` < `corr_sample_sample` says the samples agree with each other more than with the truth.
+    pub corr_sample_sample: BinStats,
+    pub corr_sample_sample_sem: Vec<f64>,
 }
 
 /// Power spectra: the binning and one row per group and channel.
@@ -176,6 +186,11 @@ pub struct PixelRow {
     pub calibration: Calibration,
     /// Spread–skill and z-scores in log10 over all pixels.
     pub spread_skill: SpreadSkill,
+    /// Radial zones of the pixel calibration \[R200c\]: `[0, e₁)`, `[e₁, e₂)`, …, `[e_last, ∞)` with the edges of
+    /// `EvalOptions::pixel_zones_r200c`; coverage per zone `[zone][level]` and the share of pixels in each zone.
+    pub zone_edges_r200c: Vec<f64>,
+    pub coverage_per_zone: Vec<Vec<f64>>,
+    pub pixel_share_per_zone: Vec<f64>,
 }
 
 /// Calibration of the R200c-binned radial profiles of one group and channel.

@@ -362,6 +362,61 @@ fn calibrated_and_over_confident_samples_end_to_end() {
     }
 }
 
+/// The truth exchangeable with the samples: r(k) sample–truth equals r(k) sample–sample and every radial zone of
+/// pixels is covered at its nominal rate. Samples narrower than the posterior (sharing the smooth map more than
+/// the truth does): samples agree with each other more than with the truth, and every zone is under-covered.
+#[test]
+fn sample_sample_correlation_and_zone_coverage_tell_honest_from_over_confident() {
+    let opts = EvalOptions {
+        bootstrap: 20,
+        ..EvalOptions::default()
+    };
+    let targets = CalibrationTargets::default();
+    for (scale, seed) in [(1.0, 5), (0.5, 6)] {
+        let ev = run(&fixture(48, 4, scale, false, seed), &opts).unwrap();
+        let claims = Claims::from_evaluation(&ev).unwrap();
+        for r in claims.rows.iter().filter(|r| r.key.group == "all") {
+            if scale == 1.0 {
+                // 48 clusters: the gap's own noise is ≈ 0.003 here (≈ 0.015 with 12 clusters).
+                assert!(r.corr_gap_low_k < 0.01 && r.met_corr_gap, "{r:?}");
+                assert!(r.coverage_pixels.met, "{r:?}");
+            } else {
+                assert!(
+                    r.corr_sample_sample_low_k < r.corr_low_k - 0.02 && !r.met_corr_gap,
+                    "{}: r_ss should exceed r_st: {r:?}",
+                    r.key.channel
+                );
+                assert!(!r.coverage_pixels.met && !r.calibrated);
+            }
+            assert_eq!(r.coverage_pixels.coverage.len(), targets.levels.len());
+        }
+        for p in ev.pixels.iter().filter(|r| r.key.group == "all") {
+            assert_eq!(p.coverage_per_zone.len(), opts.pixel_zones_r200c.len() + 1);
+            let share: f64 = p.pixel_share_per_zone.iter().sum();
+            assert!((share - 1.0).abs() < 1e-12, "zone shares sum to {share}");
+            for (z, cov) in p.coverage_per_zone.iter().enumerate() {
+                if p.pixel_share_per_zone[z] < 0.005 {
+                    continue;
+                }
+                let at50 = cov[0];
+                if scale == 1.0 {
+                    assert!((at50 - 0.5).abs() < 0.06, "zone {z}: {at50}");
+                } else {
+                    assert!(at50 < 0.4, "zone {z}: {at50}");
+                }
+            }
+        }
+    }
+    let bad = EvalOptions {
+        pixel_zones_r200c: vec![0.5, 0.2],
+        ..opts
+    };
+    let e = run(&fixture(4, 2, 1.0, false, 1), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pixel_zones_r200c"), "{e}");
+}
+
 #[test]
 fn written_files_have_documented_shapes() {
     let f = fixture(8, 2, 1.0, false, 5);
