@@ -15,6 +15,7 @@
 //! offsets, exact ellipsoidal line-of-sight projection, Compton-y and soft-band X-ray maps, beams and noise.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod data;
 pub mod device;
 pub mod edm;

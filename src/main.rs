@@ -39,6 +39,31 @@ enum Command {
     /// The paper's evaluation: regenerate the fixed test set, sample it, compute every metric, write figures and
     /// figures/metrics.md (the claims table).
     Reproduce(ReproduceArgs),
+    /// Evaluate checkpoints on the same fixed test clusters, sampler and seed, and score them (the rule for
+    /// replacing the shipped model).
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Checkpoints to evaluate (two or more: the shipped one and the candidates).
+    #[arg(long = "checkpoint", required = true)]
+    checkpoints: Vec<PathBuf>,
+    /// Test clusters 0..N.
+    #[arg(long, default_value_t = 48)]
+    clusters: usize,
+    /// Posterior samples per cluster.
+    #[arg(long, default_value_t = 4)]
+    samples: usize,
+    /// Heun steps.
+    #[arg(long, default_value_t = 18)]
+    steps: usize,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output directory: one reproduce run per checkpoint, compare.md and compare.json.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -205,6 +230,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
         Command::Reproduce(a) => reproduce(a),
+        Command::Compare(a) => compare(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -340,6 +366,27 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         r.files.len(),
         opts.out_dir().display()
     );
+    Ok(())
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    use clustermaps::compare::{compare, compare_markdown, Protocol};
+    let protocol = Protocol {
+        clusters: a.clusters,
+        samples: a.samples,
+        steps: a.steps,
+        ..Protocol::default()
+    };
+    let scored = compare(&a.checkpoints, &protocol, &a.device, &a.out, |l| {
+        println!("{l}")
+    })?;
+    let md = compare_markdown(&scored, &protocol);
+    println!("\n{md}");
+    clustermaps::io::write_atomic(&a.out.join("compare.md"), md.as_bytes())?;
+    let json = serde_json::to_string_pretty(&scored)
+        .map_err(|e| clustermaps::Error::Config(format!("compare.json: {e}")))?;
+    clustermaps::io::write_atomic(&a.out.join("compare.json"), json.as_bytes())?;
+    println!("wrote compare.md and compare.json into {}", a.out.display());
     Ok(())
 }
 

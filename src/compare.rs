@@ -1,0 +1,275 @@
+//! `clustermaps compare`: the fixed evaluation that decides whether a newly trained checkpoint replaces the shipped
+//! one. Every checkpoint is evaluated by [`crate::reproduce::reproduce`] on the same test clusters with the same
+//! sampler, steps and seed, and summarised by one score.
+//!
+//! **The score** is the mean, over the claims rows (all clusters and each mass bin, gas and DM) and over eight
+//! columns, of `value / target`: the four claims of the paper (profile mean and spread errors, |b − 1| and |1 − r|
+//! at low k) and the four calibration targets (|r_sample-truth − r_sample-sample| and the largest coverage error of
+//! pixels, profile bins and aperture masses). 1 means "at the target" on average; lower is better. Each column is
+//! capped at 10 so that one hopeless number (a 300 % spread error in a bin of three clusters) cannot hide every
+//! other change. Beside it, the number of (row, column) targets met.
+//!
+//! Why one number: the shipped weights must change only when the evaluation improves, and "improves" has to be
+//! decided the same way every time. The per-column table is printed too, so a reader sees what moved.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::metrics::{ClaimRow, Claims};
+use crate::reproduce::{reproduce, Mode, ReproduceOptions};
+use crate::{Error, Result};
+
+/// Cap of one column's `value / target` in the score.
+pub const SCORE_CAP: f64 = 10.0;
+
+/// The fixed evaluation: test clusters `0..clusters`, `samples` per cluster, Heun with `steps`, seed 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Protocol {
+    pub clusters: usize,
+    pub samples: usize,
+    pub steps: usize,
+    pub seed: u64,
+}
+
+impl Default for Protocol {
+    /// 48 test clusters × 4 samples, Heun N = 18 (NFE 35): about 10 minutes per checkpoint on 2 CPU cores.
+    fn default() -> Self {
+        Protocol {
+            clusters: 48,
+            samples: 4,
+            steps: 18,
+            seed: 0,
+        }
+    }
+}
+
+/// The eight judged columns of a claims row as (name, value, target).
+pub fn judged(row: &ClaimRow, claims: &Claims) -> [(&'static str, f64, f64); 8] {
+    let t = &claims.thresholds;
+    let c = &claims.calibration_targets;
+    [
+        ("profile mean", row.profile_mean_max_abs, t.profile_mean),
+        ("profile spread", row.profile_std_max_abs, t.profile_std),
+        ("abs(b−1) low k", row.bias_low_k, t.bias),
+        ("abs(1−r) low k", row.corr_low_k, t.corr),
+        ("abs(r_st−r_ss)", row.corr_gap_low_k, c.corr_gap),
+        (
+            "pixel coverage",
+            row.coverage_pixels.max_abs_error,
+            c.coverage,
+        ),
+        (
+            "profile coverage",
+            row.coverage_profiles.max_abs_error,
+            c.coverage,
+        ),
+        (
+            "aperture coverage",
+            row.coverage_apertures.max_abs_error,
+            c.coverage,
+        ),
+    ]
+}
+
+/// One checkpoint's result under the protocol.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scored {
+    pub checkpoint: PathBuf,
+    pub step: u64,
+    /// Mean capped `value / target` (module docs); lower is better.
+    pub score: f64,
+    /// Judged (row, column) entries within their target, and their number.
+    pub met: usize,
+    pub judged: usize,
+    pub claims: Claims,
+}
+
+/// The score of a set of claims: (mean capped value/target, targets met, entries judged).
+pub fn score(claims: &Claims) -> (f64, usize, usize) {
+    let (mut sum, mut met, mut n) = (0.0, 0, 0);
+    for row in &claims.rows {
+        for (_, v, target) in judged(row, claims) {
+            let ratio = if v.is_finite() {
+                (v / target).min(SCORE_CAP)
+            } else {
+                SCORE_CAP
+            };
+            sum += ratio;
+            met += usize::from(v <= target);
+            n += 1;
+        }
+    }
+    (sum / n.max(1) as f64, met, n)
+}
+
+/// Evaluates each checkpoint under `protocol` on `device`, writing each run's figures and metrics under
+/// `out/<i>-<file stem>/`.
+pub fn compare(
+    checkpoints: &[PathBuf],
+    protocol: &Protocol,
+    device: &str,
+    out: &Path,
+    mut log: impl FnMut(&str),
+) -> Result<Vec<Scored>> {
+    if checkpoints.is_empty() {
+        return Err(Error::Config(
+            "compare needs at least one checkpoint".into(),
+        ));
+    }
+    let mut scored = Vec::new();
+    for (i, ck) in checkpoints.iter().enumerate() {
+        let stem = ck
+            .file_stem()
+            .map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
+        let opts = ReproduceOptions {
+            checkpoint: ck.clone(),
+            out: Some(out.join(format!("{i}-{stem}"))),
+            device: device.to_string(),
+            clusters: Some(protocol.clusters),
+            samples: Some(protocol.samples),
+            steps: Some(protocol.steps),
+            seed: protocol.seed,
+            ..ReproduceOptions::new(Mode::Full)
+        };
+        log(&format!(
+            "== {} ({}/{})",
+            ck.display(),
+            i + 1,
+            checkpoints.len()
+        ));
+        let r = reproduce(&opts, &mut log)?;
+        let (s, met, n) = score(&r.claims);
+        scored.push(Scored {
+            checkpoint: ck.clone(),
+            step: r.posterior.step,
+            score: s,
+            met,
+            judged: n,
+            claims: r.claims,
+        });
+    }
+    Ok(scored)
+}
+
+/// The comparison as Markdown: the protocol, one line per checkpoint with its score, then every judged column of
+/// the `all` rows side by side.
+pub fn compare_markdown(scored: &[Scored], protocol: &Protocol) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Fixed evaluation: test clusters 0..{}, {} samples each, Heun N = {}, seed {}. Score: mean over claims rows \
+         and the eight judged columns of value/target, each capped at {SCORE_CAP} (lower is better; 1 = at target).\n",
+        protocol.clusters, protocol.samples, protocol.steps, protocol.seed
+    );
+    let _ = writeln!(
+        s,
+        "| checkpoint | step | score | targets met |\n|---|---|---|---|"
+    );
+    for c in scored {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.3} | {}/{} |",
+            c.checkpoint.display(),
+            c.step,
+            c.score,
+            c.met,
+            c.judged
+        );
+    }
+    let Some(first) = scored.first() else {
+        return s;
+    };
+    let _ = write!(s, "\n| all clusters | target |");
+    for c in scored {
+        let _ = write!(s, " step {} |", c.step);
+    }
+    let _ = writeln!(s, "\n|---|---|{}", "---|".repeat(scored.len()));
+    for (ri, row) in first.claims.rows.iter().enumerate() {
+        if row.key.mass_bin.is_some() {
+            continue;
+        }
+        for (ci, (name, _, target)) in judged(row, &first.claims).into_iter().enumerate() {
+            let _ = write!(s, "| {} {name} | {target} |", row.key.channel);
+            for c in scored {
+                let r = &c.claims.rows[ri];
+                let _ = write!(s, " {:.4} |", judged(r, &c.claims)[ci].1);
+            }
+            let _ = writeln!(s);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{CalibrationTargets, CoverageCheck, RowKey, PAPER_THRESHOLDS};
+
+    fn row(v: f64) -> ClaimRow {
+        let cov = CoverageCheck {
+            coverage: vec![0.5, 0.68, 0.9],
+            max_abs_error: v,
+            met: v <= 0.05,
+        };
+        ClaimRow {
+            key: RowKey {
+                group: "all".into(),
+                mass_bin: None,
+                channel: "gas".into(),
+                n_clusters: 10,
+            },
+            profile_mean_max_abs: v,
+            profile_std_max_abs: v,
+            bias_low_k: v,
+            bias_high_k: 0.0,
+            corr_low_k: v,
+            corr_high_k: 0.0,
+            met_profile_mean: false,
+            met_profile_std: false,
+            met_bias: false,
+            met_corr: false,
+            met: false,
+            corr_sample_sample_low_k: 0.0,
+            corr_gap_low_k: v,
+            met_corr_gap: false,
+            coverage_pixels: cov.clone(),
+            coverage_profiles: cov.clone(),
+            coverage_apertures: cov,
+            pixel_rank_chi2_per_dof: 1.0,
+            pixel_rank_edge_ratio: 1.0,
+            calibrated: false,
+        }
+    }
+
+    fn claims(rows: Vec<ClaimRow>) -> Claims {
+        Claims {
+            thresholds: PAPER_THRESHOLDS,
+            range_r200c: [0.1, 1.0],
+            n_profile_bins: 10,
+            k_split: 1.0,
+            rows,
+            all_met: false,
+            calibration_targets: CalibrationTargets::default(),
+            all_calibrated: false,
+        }
+    }
+
+    #[test]
+    fn score_is_mean_capped_ratio_to_target() {
+        // Every column at 0.05: profile mean, |b−1|, |1−r|, coverage ×3 at target (ratio 1), spread at half its
+        // target (0.5), the r-gap at 2.5× its target.
+        let (s, met, n) = score(&claims(vec![row(0.05)]));
+        assert_eq!(n, 8);
+        assert!((s - (6.0 + 0.5 + 2.5) / 8.0).abs() < 1e-12, "{s}");
+        assert_eq!(met, 7);
+        // A hopeless row is capped, and NaN counts as the cap.
+        let (s, met, _) = score(&claims(vec![row(1e6)]));
+        assert_eq!((s, met), (SCORE_CAP, 0));
+        let (s, _, _) = score(&claims(vec![row(f64::NAN)]));
+        assert_eq!(s, SCORE_CAP);
+        // Lower is better.
+        assert!(score(&claims(vec![row(0.01)])).0 < score(&claims(vec![row(0.05)])).0);
+    }
+}
