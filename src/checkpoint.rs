@@ -1,5 +1,4 @@
-//! Checkpoints: one safetensors file with tensors and string metadata, written atomically (design spec
-//! `score-model.md` §7).
+//! Checkpoints: one safetensors file with tensors and string metadata, written atomically (docs/score-model.md §7).
 //!
 //! Tensor names: `params.<name>` (trained weights), `ema.<name>` (EMA shadows), `adam.m.<name>`, `adam.v.<name>`
 //! (optimiser moments), `const.<name>` (fixed, non-trained tensors such as the Fourier projection `W`). An
@@ -31,6 +30,10 @@ use crate::precond::ScoreModel;
 use crate::rng::RngState;
 use crate::train::config::TrainConfig;
 use crate::{Error, Result};
+
+/// `info.*` key naming the directory (its last component) of the dataset a run was trained on: how
+/// [`crate::sample::training_dataset`] finds that dataset again.
+pub const DATASET_DIR_KEY: &str = "dataset_dir_name";
 
 /// Version tag of the checkpoint layout described in the module docs.
 pub const FORMAT_VERSION: &str = "clustermaps-checkpoint-1";

@@ -1,6 +1,7 @@
-//! EDM preconditioning, training-σ distribution and sampling noise schedule (design spec `score-model.md` §2, §5,
-//! §8), after \[K22\] Karras et al. 2022, *Elucidating the Design Space of Diffusion-Based Generative Models*, code
-//! `NVlabs/edm` (`training/networks.py` `EDMPrecond`, `training/loss.py` `EDMLoss`, `generate.py` `edm_sampler`).
+//! EDM preconditioning, training-σ distribution and sampling noise schedule (docs/score-model.md §2, §5;
+//! docs/samplers.md §7), after \[K22\] Karras et al. 2022, *Elucidating the Design Space of Diffusion-Based Generative
+//! Models*, code `NVlabs/edm` (`training/networks.py` `EDMPrecond`, `training/loss.py` `EDMLoss`, `generate.py`
+//! `edm_sampler`).
 //!
 //! The denoiser is `D(x; σ) = c_skip(σ)·x + c_out(σ)·F_θ(c_in(σ)·x; c_noise(σ))` (\[K22\] Eq. 7, Table 1). With
 //! `x = y + n`, `Var(y) = σ_d²`, `n ~ N(0, σ²I)`, \[K22\] Appendix B.6 chooses
@@ -12,8 +13,8 @@
 //! - loss weight `λ = 1/c_out² = (σ² + σ_d²)/(σσ_d)²` so the effective loss weight is 1 (Eq. 132–144),
 //! - `c_noise = ¼ ln σ` (Eq. 145).
 //!
-//! **σ_data = 1** (spec §5, §12): our targets are standardized to unit variance, so \[K22\]'s constants, tuned for
-//! σ_d = 0.5, are rescaled by `σ_d/0.5` (P_mean shifted by `ln(σ_d/0.5)`, sampling σ_min = 0.002·σ_d/0.5).
+//! **σ_data = 1** (docs/score-model.md §5, §12): our targets are standardized to unit variance, so \[K22\]'s constants,
+//! tuned for σ_d = 0.5, are rescaled by `σ_d/0.5` (P_mean shifted by `ln(σ_d/0.5)`, sampling σ_min = 0.002·σ_d/0.5).
 
 use rand_core::RngCore;
 
@@ -34,12 +35,12 @@ pub const RHO: f64 = 7.0;
 /// EDM preconditioning (\[K22\] Table 1 "Ours", `EDMPrecond`); all coefficients are f64 functions of σ ≥ 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EdmPrecond {
-    /// Standard deviation of the training targets σ_d (spec §5: measured, default 1.0).
+    /// Standard deviation of the training targets σ_d (docs/score-model.md §5: measured, default 1.0).
     pub sigma_data: f64,
 }
 
 impl Default for EdmPrecond {
-    /// σ_data = 1.0: unit-variance (standardized) targets, spec §5.
+    /// σ_data = 1.0: unit-variance (standardized) targets, docs/score-model.md §5.
     fn default() -> Self {
         EdmPrecond { sigma_data: 1.0 }
     }
@@ -83,8 +84,8 @@ impl EdmPrecond {
         (sigma * sigma + sd * sd) / (sigma * sd).powi(2)
     }
 
-    /// Sampling σ_min = 0.002·σ_d/0.5 (\[K22\] `edm_sampler` default, rescaled to σ_d; spec §5). σ_max for sampling
-    /// is the Technique-1 value shared with the VE model (spec §5), not \[K22\]'s 80.
+    /// Sampling σ_min = 0.002·σ_d/0.5 (\[K22\] `edm_sampler` default, rescaled to σ_d; docs/score-model.md §5). σ_max
+    /// for sampling is the Technique-1 value shared with the VE model (docs/score-model.md §5), not \[K22\]'s 80.
     pub fn sampling_sigma_min(&self) -> f64 {
         K22_SIGMA_MIN * self.sigma_data / K22_SIGMA_DATA
     }
@@ -106,7 +107,7 @@ pub struct EdmSigmaDist {
 
 impl EdmSigmaDist {
     /// \[K22\]'s P_mean = −1.2, P_std = 1.2 rescaled to targets of std `sigma_data`: P_mean = −1.2 + ln(σ_d/0.5)
-    /// (spec §5), so σ scales with σ_d and `σ/σ_d` has \[K22\]'s distribution.
+    /// (docs/score-model.md §5), so σ scales with σ_d and `σ/σ_d` has \[K22\]'s distribution.
     pub fn for_sigma_data(sigma_data: f64) -> Self {
         EdmSigmaDist {
             p_mean: K22_P_MEAN + (sigma_data / K22_SIGMA_DATA).ln(),

@@ -1,4 +1,4 @@
-//! Exponential moving average of named parameter tensors (design spec `score-model.md` §7), after \[S21\] Song et
+//! Exponential moving average of named parameter tensors (docs/score-model.md §7), after \[S21\] Song et
 //! al. 2021, code `yang-song/score_sde_pytorch` `models/ema.py` `ExponentialMovingAverage` (with
 //! `use_num_updates=True`, as \[S21\] constructs it).
 //!
@@ -12,9 +12,9 @@
 //! computed detached from the autograd graph. The warm-up factor `(1 + n)/(10 + n)` keeps early averages from being
 //! dominated by the random initialisation. With constant `p`, `e_k = p + (e_0 − p)·Π_{n=1..k} d_n`.
 //!
-//! Default decay 0.999 (VE, spec §6 `ema_decay`; \[S21\] uses 0.9999 for VP/DDPM++). Shadows are keyed by the
-//! `VarMap` names, so evaluation can build a second network from `VarBuilder::from_tensors(ema.tensors(), …)` while
-//! the training `VarMap` is never swapped.
+//! Default decay 0.999 (VE, docs/score-model.md §6 `ema_decay`; \[S21\] uses 0.9999 for VP/DDPM++). Shadows are keyed
+//! by the `VarMap` names, so evaluation can build a second network from `VarBuilder::from_tensors(ema.tensors(), …)`
+//! while the training `VarMap` is never swapped.
 
 use std::collections::HashMap;
 
@@ -22,7 +22,7 @@ use candle_core::{Tensor, Var};
 
 use crate::{Error, Result};
 
-/// Default EMA decay (spec §6, VE).
+/// Default EMA decay (docs/score-model.md §6, VE).
 pub const DEFAULT_DECAY: f64 = 0.999;
 
 /// Decay used by the `n`-th update (n ≥ 1): `min(decay, (1 + n)/(10 + n))` (\[S21\] `ema.py`).

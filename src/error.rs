@@ -34,7 +34,7 @@ pub enum Error {
     #[error("{what}: {msg}")]
     NonFinite { what: String, msg: String },
 
-    /// A dataset that fails one of the validation rules of the mock-cluster spec §7.
+    /// A dataset that fails one of the validation rules of docs/mock-clusters.md §7.
     #[error("{what}: {msg}")]
     Invalid { what: String, msg: String },
 

@@ -8,11 +8,16 @@
 //! > Generative Modeling*, Open Journal of Astrophysics (2025), doi:10.33232/001c.142147, arXiv:2410.02857.
 //!
 //! Data flows one way: [`data`] (physical mock clusters or imported simulation maps, written as `.npy` datasets)
-//! → learning (score model, SDEs, samplers; later modules) → metrics → [`plot`] → `figures/`.
+//! → learning ([`sde`], [`model`], [`precond`], [`loss`], [`train`], [`checkpoint`]) → [`sample`] → [`metrics`]
+//! → [`plot`] → `figures/`.
 //!
-//! The mock generator follows the repository's `mock-v1` specification: NFW dark matter with triaxiality and
-//! substructure, gas from the universal pressure profile and a Vikhlinin-like density model, mergers with gas–DM
-//! offsets, exact ellipsoidal line-of-sight projection, Compton-y and soft-band X-ray maps, beams and noise.
+//! The mock generator (version `mock-v1`) builds NFW dark matter with triaxiality and substructure, gas from the
+//! universal pressure profile and a Vikhlinin-like density model, mergers with gas–DM offsets, exact ellipsoidal
+//! line-of-sight projection, Compton-y and soft-band X-ray maps, beams and noise.
+//!
+//! The repository's `docs/` describe what the code computes and why, with a table *equation → function* per topic:
+//! `docs/mock-clusters.md` (the data), `docs/score-model.md` (network and training), `docs/samplers.md`,
+//! `docs/evaluation.md`. Code comments cite them by section, e.g. `docs/mock-clusters.md §2.4`.
 
 pub mod checkpoint;
 pub mod compare;

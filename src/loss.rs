@@ -1,9 +1,9 @@
-//! Training objectives (design spec `score-model.md` §5): denoising score matching with λ(t) = σ(t)² (\[S21\]
+//! Training objectives (docs/score-model.md §5): denoising score matching with λ(t) = σ(t)² (\[S21\]
 //! `losses.get_sde_loss_fn`, Eq. 7 with `likelihood_weighting = False`) and the EDM loss (\[K22\] `EDMLoss`, Eq. 2
 //! with λ(σ) = 1/c_out²).
 //!
-//! Both take their random draws (times, σ's, noise) as arguments, so the caller owns all randomness (spec §1) and the
-//! tests can plug in exact scores.
+//! Both take their random draws (times, σ's, noise) as arguments, so the caller owns all randomness
+//! (docs/score-model.md §1) and the tests can plug in exact scores.
 
 use candle_core::{DType, Tensor};
 use rand_chacha::ChaCha8Rng;

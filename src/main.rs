@@ -28,13 +28,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a mock-cluster dataset (mock spec §8).
+    /// Generate a mock-cluster dataset (docs/mock-clusters.md §8).
     Generate(GenerateArgs),
     /// Validate a dataset and summarise its manifest, splits and channel statistics.
     Info(InfoArgs),
-    /// Train the conditional score model on a dataset (score-model spec §7); resumable.
+    /// Train the conditional score model on a dataset (docs/score-model.md §7); resumable.
     Train(TrainArgs),
-    /// Draw posterior samples of the targets for clusters of a dataset split (score-model spec §8).
+    /// Draw posterior samples of the targets for clusters of a dataset split (docs/samplers.md §9).
     Sample(SampleArgs),
     /// The paper's evaluation: regenerate the fixed test set, sample it, compute every metric, write figures and
     /// figures/metrics.md (the claims table).
@@ -199,7 +199,7 @@ struct GenerateArgs {
     /// Worker threads (default: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Mock-physics configuration (TOML; missing keys take the spec defaults).
+    /// Mock-physics configuration (TOML; missing keys take the defaults of docs/mock-clusters.md).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Overwrite the dataset files of a non-empty output directory.
@@ -442,7 +442,7 @@ fn info(a: InfoArgs) -> Result<()> {
         println!("warning: {w}");
     }
     if a.check {
-        println!("check: ok (all pixels read; rules 1-9 of the mock spec §7)");
+        println!("check: ok (all pixels read; rules 1-9 of docs/mock-clusters.md §7)");
     } else {
         println!("check: structure ok (pixels not read; pass --check for a full validation)");
     }

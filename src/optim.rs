@@ -1,5 +1,5 @@
 //! Adam/AdamW with visible, checkpointable moments, a linear learning-rate warm-up and global-norm gradient clipping
-//! (design spec `score-model.md` §7, §11, §12).
+//! (docs/score-model.md §7, §11, §12).
 //!
 //! candle 0.11's `candle_nn::AdamW` keeps its first and second moments in a private `VarAdamW`, so a training run
 //! cannot save and restore them, and a resumed run would not reproduce the uninterrupted one. [`Adam`] is the same
@@ -38,7 +38,8 @@ use crate::{Error, Result};
 /// `torch.nn.utils.clip_grad_norm_`'s guard added to the norm before dividing.
 pub const CLIP_EPS: f64 = 1e-6;
 
-/// Hyper-parameters of [`Adam`]; defaults from \[S21\] `configs/default_*_configs.py` (spec §6 `TrainConfig`).
+/// Hyper-parameters of [`Adam`]; defaults from \[S21\] `configs/default_*_configs.py` (docs/score-model.md §6
+/// `TrainConfig`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamParams {
     /// Peak learning rate (after warm-up). Default 2e-4.
@@ -401,7 +402,7 @@ pub fn grad_global_norm<'a>(
 }
 
 /// Clip scale `min(1, max_norm/(norm + 10⁻⁶))` of `torch.nn.utils.clip_grad_norm_`; 1 when `max_norm < 0`
-/// (clipping disabled, spec §6 `grad_clip`).
+/// (clipping disabled, docs/score-model.md §6 `grad_clip`).
 pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
     if max_norm < 0.0 {
         1.0
@@ -412,7 +413,7 @@ pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
 
 /// Scales the gradients of `vars` in `grads` so that their global norm is at most `max_norm`
 /// (`torch.nn.utils.clip_grad_norm_`; a negative `max_norm` only measures). Returns the pre-clip norm; a non-finite
-/// norm is returned unchanged and leaves the gradients as they were, so the caller can abort (spec §7).
+/// norm is returned unchanged and leaves the gradients as they were, so the caller can abort (docs/score-model.md §7).
 pub fn clip_grad_norm<'a>(
     vars: impl IntoIterator<Item = &'a Tensor>,
     grads: &mut GradStore,

@@ -1,8 +1,8 @@
-//! The interfaces between a trained network and the samplers (design spec `score-model.md` §2, §5).
+//! The interfaces between a trained network and the samplers (docs/score-model.md §2, §5).
 //!
 //! Everything is parametrized by the noise level σ inside the network; the Tweedie relation
 //! `D(x; σ, y) = x + σ² s(x; σ, y)` connects the denoiser and score views, so one VE-trained network can be sampled by
-//! every sampler (the fair NFE comparison of spec §8).
+//! every sampler (the fair NFE comparison of docs/samplers.md §8).
 
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
@@ -64,9 +64,9 @@ pub trait HasModelShape {
     fn model_shape(&self) -> ModelShape;
 }
 
-/// A network together with its preconditioning and SDE (spec §5): `D(x; σ, y) = c_skip·x + c_out·F(c_in·x, y,
-/// c_noise)` for `Ve`/`Edm`, `s(x, t) = −F(x, 999t)/std(t)` for `Vp`. Implements [`ScoreFn`] and [`Denoiser`], so
-/// every sampler can use it.
+/// A network together with its preconditioning and SDE (docs/score-model.md §5):
+/// `D(x; σ, y) = c_skip·x + c_out·F(c_in·x, y, c_noise)` for `Ve`/`Edm`, `s(x, t) = −F(x, 999t)/std(t)` for `Vp`.
+/// Implements [`ScoreFn`] and [`Denoiser`], so every sampler can use it.
 #[derive(Debug, Clone)]
 pub struct ScoreModel {
     net: NcsnppUnet,
@@ -84,7 +84,7 @@ fn labels(v: &[f64], x: &Tensor) -> Result<Tensor> {
 }
 
 impl ScoreModel {
-    /// Wraps a network; its config must name σ_max for VE/EDM (set by training, spec §3).
+    /// Wraps a network; its config must name σ_max for VE/EDM (set by training, docs/score-model.md §3).
     pub fn new(net: NcsnppUnet) -> Result<Self> {
         let cfg = net.config().clone();
         let sde = sde_of(&cfg)?;

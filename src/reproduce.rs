@@ -1,7 +1,7 @@
 //! `clustermaps reproduce`: the paper's evaluation end to end, from a checkpoint to `figures/` and a claims table.
 //!
-//! 1. Regenerate the fixed test set (mock spec §8: seed 2410028570, the same clusters in every run) in memory
-//!    ([`TestSet`]); nothing has to be on disk but the checkpoint.
+//! 1. Regenerate the fixed test set (docs/mock-clusters.md §8: seed 2410028570, the same clusters in every run) in
+//!    memory ([`TestSet`]); nothing has to be on disk but the checkpoint.
 //! 2. Draw `S` posterior samples per cluster from the checkpoint's EMA model ([`PosteriorModel`]), each
 //!    (cluster, sample) on its own seeded noise stream, so a run is reproducible on the same device.
 //! 3. Compute every metric ([`crate::metrics::evaluate`]): radial profiles per mass bin, P(k), b(k), r(k),
@@ -16,8 +16,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::data::dataset::MapGeometry;
 use crate::data::generate::DatasetPreset;
+use crate::data::meta::ClusterMeta;
 use crate::data::testset::TestSet;
+use crate::data::transform::ChannelSpec;
 use crate::metrics::{evaluate, Claims, CoverageCheck, EvalOptions, Evaluation};
 use crate::plot;
 use crate::sample::{PosteriorModel, SampleResult, SampleSpec, SamplerKind};
@@ -161,7 +164,7 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     }
     let out = opts.out_dir();
     let model = PosteriorModel::load(&opts.checkpoint, &opts.device)?;
-    let preset = preset_for(&model)?;
+    let preset = test_preset(&model)?;
     log(&format!(
         "checkpoint {} (step {}, {}) on {}",
         opts.checkpoint.display(),
@@ -212,26 +215,12 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     }
 
     let t = Instant::now();
-    let evaluation = evaluate(
-        &posterior.truth,
-        &posterior.samples,
-        posterior.shape,
+    let (evaluation, claims) = evaluate_posterior(
+        &posterior,
         &test_set.meta,
         &test_set.geometry,
-        &posterior.target_channels,
-        &EvalOptions {
-            // Metrics in log10 use the same floors as the network's log10 transform of each target.
-            log_floors: Some(
-                test_set
-                    .target_channels
-                    .iter()
-                    .map(|c| c.transform.parameter())
-                    .collect(),
-            ),
-            ..EvalOptions::default()
-        },
+        &test_set.target_channels,
     )?;
-    let claims = Claims::from_evaluation(&evaluation)?;
     timings.evaluate_s = t.elapsed().as_secs_f64();
     log(&format!("metrics in {:.1} s", timings.evaluate_s));
 
@@ -258,8 +247,41 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     })
 }
 
-/// The dataset preset whose test split fits the model's map size and channels.
-fn preset_for(model: &PosteriorModel) -> Result<DatasetPreset> {
+/// Settings of [`evaluate`] for maps of the target channels `targets`: the documented defaults, with the metrics in
+/// log10 using the same floors as the network's log10 transform of each target (so a map the network cannot tell
+/// from its floor counts as the floor).
+pub fn eval_options(targets: &[ChannelSpec]) -> EvalOptions {
+    EvalOptions {
+        log_floors: Some(targets.iter().map(|c| c.transform.parameter()).collect()),
+        ..EvalOptions::default()
+    }
+}
+
+/// Every metric of a posterior, its physical samples against its truth ([`evaluate`] with [`eval_options`]), and
+/// the paper's claims on them. `meta[b]` and `geometry` describe the clusters of `posterior`, `targets` its target
+/// channels (a dataset's `manifest.channels.targets`, a test set's `target_channels`).
+pub fn evaluate_posterior(
+    posterior: &SampleResult,
+    meta: &[ClusterMeta],
+    geometry: &MapGeometry,
+    targets: &[ChannelSpec],
+) -> Result<(Evaluation, Claims)> {
+    let evaluation = evaluate(
+        &posterior.truth,
+        &posterior.samples,
+        posterior.shape,
+        meta,
+        geometry,
+        &posterior.target_channels,
+        &eval_options(targets),
+    )?;
+    let claims = Claims::from_evaluation(&evaluation)?;
+    Ok((evaluation, claims))
+}
+
+/// The dataset preset whose test split fits the model's map size and channels: the test set `reproduce` and
+/// notebook 04 regenerate for it.
+pub fn test_preset(model: &PosteriorModel) -> Result<DatasetPreset> {
     let cfg = model.model().config();
     DatasetPreset::ALL
         .into_iter()

@@ -1,4 +1,4 @@
-//! Host random streams of the learning side (design spec `score-model.md` §1, §7).
+//! Host random streams of the learning side (docs/score-model.md §1, §7).
 //!
 //! candle 0.11's CPU backend cannot be seeded, so every random number of training and sampling (batch order,
 //! augmentation, diffusion times, noise, dropout masks) comes from a `ChaCha8Rng` on the host and is uploaded with

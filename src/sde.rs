@@ -1,4 +1,4 @@
-//! Forward SDEs of score-based generative modelling (design spec `score-model.md` §2–§3).
+//! Forward SDEs of score-based generative modelling (docs/score-model.md §3).
 //!
 //! Follows \[S21\] Song et al. 2021, *Score-Based Generative Modeling through SDEs*, code `yang-song/score_sde_pytorch`
 //! file `sde_lib.py` (classes `VESDE`, `VPSDE`). Equation numbers refer to the ICLR paper:
@@ -8,9 +8,10 @@
 //!
 //! Time runs over `t ∈ [0, T]` with `T = 1`; samplers stop at `sampling_eps()` (\[S21\] `run_lib.py`).
 //!
-//! All scalar coefficients are computed on the host in `f64` and only the final products touch tensors, so the
-//! tensors keep their dtype (f32 in training, f64 in the tests). Randomness never comes from candle's RNG
-//! (spec §1): [`Sde::prior_sampling`] takes a host [`RngCore`] and uploads its draws with `Tensor::from_vec`.
+//! All scalar coefficients are computed on the host in `f64` and only the final products touch tensors, so the tensors
+//! keep their dtype (f32 in training, f64 in the tests). Randomness never comes from candle's RNG
+//! (docs/score-model.md §1): [`Sde::prior_sampling`] takes a host [`RngCore`] and uploads its draws with
+//! `Tensor::from_vec`.
 
 use candle_core::{DType, Device, Shape, Tensor};
 use rand_core::RngCore;
@@ -36,7 +37,7 @@ pub trait Sde {
     fn marginal_prob(&self, x0: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)>;
 
     /// A sample of the prior `p_T` (\[S21\] `SDE.prior_sampling`): `f32` normals drawn on the host from `rng` by
-    /// Box–Muller (see [`standard_normals`]) and scaled; never candle's RNG (spec §1).
+    /// Box–Muller (see [`standard_normals`]) and scaled; never candle's RNG (docs/score-model.md §1).
     fn prior_sampling(&self, shape: &Shape, rng: &mut impl RngCore, dev: &Device)
         -> Result<Tensor>;
 
@@ -136,7 +137,8 @@ fn step_index(t: f64, t_max: f64, n: usize) -> usize {
 }
 
 /// Variance-exploding SDE (\[S21\] `sde_lib.VESDE`; Eq. 9 / 30): `f = 0`, `g(t) = σ(t)√(2 ln(σ_max/σ_min))`,
-/// `σ(t) = σ_min (σ_max/σ_min)^t`. The default family of \[H25\]; σ_max comes from Technique 1 \[SE20\] (spec §3).
+/// `σ(t) = σ_min (σ_max/σ_min)^t`. The default family of \[H25\]; σ_max comes from Technique 1 \[SE20\]
+/// (docs/score-model.md §3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VeSde {
     sigma_min: f64,
@@ -145,7 +147,7 @@ pub struct VeSde {
 }
 
 impl VeSde {
-    /// \[S21\] default σ_min (\[S21\] `configs/default_*`), used by the spec §3.
+    /// \[S21\] default σ_min (\[S21\] `configs/default_*`; docs/score-model.md §3).
     pub const DEFAULT_SIGMA_MIN: f64 = 0.01;
     /// \[S21\] default number of discretization steps.
     pub const DEFAULT_N: usize = 1000;
@@ -173,7 +175,7 @@ impl VeSde {
         })
     }
 
-    /// σ_min = 0.01 and N = 1000 (\[S21\] defaults) with the given σ_max (Technique 1, spec §3).
+    /// σ_min = 0.01 and N = 1000 (\[S21\] defaults) with the given σ_max (Technique 1, docs/score-model.md §3).
     pub fn with_sigma_max(sigma_max: f64) -> Result<Self> {
         Self::new(Self::DEFAULT_SIGMA_MIN, sigma_max, Self::DEFAULT_N)
     }
@@ -274,7 +276,7 @@ pub struct VpSde {
 }
 
 impl Default for VpSde {
-    /// β_min = 0.1, β_max = 20, N = 1000 (\[S21\] defaults, spec §3).
+    /// β_min = 0.1, β_max = 20, N = 1000 (\[S21\] defaults, docs/score-model.md §3).
     fn default() -> Self {
         VpSde {
             beta_min: 0.1,

@@ -1,4 +1,4 @@
-//! Integration tests of the dataset layer (mock spec §7, §9 `transform_roundtrip`, `import_validation`,
+//! Integration tests of the dataset layer (docs/mock-clusters.md §7, §9 `transform_roundtrip`, `import_validation`,
 //! `reproducible`): `.npy` I/O, transforms, validation of crafted bad datasets, and generation.
 //!
 //! Synthetic datasets are written through the public `DatasetWriter`, then corrupted one rule at a time; every
@@ -28,7 +28,8 @@ fn uniform(state: &mut u64) -> f64 {
     (*state >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// One plausible synthetic cluster (physical units of spec §4): cored profiles scaled by a per-cluster amplitude.
+/// One plausible synthetic cluster (physical units of docs/mock-clusters.md §4): cored profiles scaled by a per-cluster
+/// amplitude.
 fn synthetic_cluster(index: usize, id: u64) -> (ClusterMeta, Vec<f32>, Vec<f32>) {
     let amp = 1.0 + (index % 5) as f64;
     let pixel = SIDE_KPC / N as f64;
@@ -169,8 +170,8 @@ fn f8_files_are_read_and_converted() {
     assert_eq!(back, vec![1.5f32, -2.25, 1e30]);
 }
 
-/// Spec §9 `transform_roundtrip`: standardise then invert, through f32, on random positive maps (log10) and
-/// maps with negatives (slog10).
+/// docs/mock-clusters.md §9 `transform_roundtrip`: standardise then invert, through f32, on random positive maps
+/// (log10) and maps with negatives (slog10).
 #[test]
 fn transform_round_trip() {
     let (n, h, w) = (4, 8, 8);
@@ -582,8 +583,8 @@ fn generated_tiny_dataset_validates() {
     Dataset::open(&dir).unwrap();
 }
 
-/// Spec §9 `reproducible`: 1 and 2 threads, in separate processes (the CLI and this test), give byte-identical
-/// files.
+/// docs/mock-clusters.md §9 `reproducible`: 1 and 2 threads, in separate processes (the CLI and this test), give
+/// byte-identical files.
 #[test]
 fn generation_is_byte_identical_across_thread_counts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -668,8 +669,9 @@ fn hash_tree(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// SHA-256 over the sorted (file, SHA-256) list of the `tiny` preset (32², default seed, clean): the spec's golden
-/// hash. Any change to the generator's output must come with a spec/version bump and a new value here, so
+/// SHA-256 over the sorted (file, SHA-256) list of the `tiny` preset (32², default seed, clean): the golden hash of
+/// docs/mock-clusters.md §9. Any change to the generator's output must come with a `SPEC_VERSION` bump and a new
+/// value here, so
 /// committed figures and metrics can always be regenerated from their seeds. Valid for the x86-64 Linux build CI
 /// uses (libm's `exp`/`pow` may differ in the last bit on other platforms).
 const TINY_GOLDEN_SHA256: &str = "c16fede7907c864886f83dd0be5febd5aee9344a36be212c1236d99995a6a186";

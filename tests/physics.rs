@@ -1,5 +1,5 @@
-//! Physical sanity checks of the mock-cluster generator (mock spec §9). Each compares the rendered maps with an
-//! independent calculation and can fail.
+//! Physical sanity checks of the mock-cluster generator (docs/mock-clusters.md §9). Each compares the rendered maps
+//! with an independent calculation and can fail.
 
 use clustermaps::data::config::{MockConfig, Physics};
 use clustermaps::data::gas::ne_to_rho;
@@ -62,7 +62,7 @@ fn nfw_projected_mass() {
 fn projected_mass_is_invariant_to_orientation() {
     // The Schur reduction conserves projected mass exactly (det of the sky form = 1/A_zz for unit-volume
     // ellipsoids), so a truncated triaxial component lying wholly inside the field has the same total in every
-    // orientation. (The spec's aperture version cannot hold for the untruncated NFW: its log-divergent mass makes
+    // orientation. (The same check within an aperture cannot hold for the untruncated NFW: its log-divergent mass makes
     // the aperture mass depend on how the long axis is projected; 15 % spread measured for s = 0.4.)
     // No scatter: the seeds then differ only in orientation.
     let mut cfg = MockConfig {
@@ -278,7 +278,7 @@ fn stacked_profiles_are_monotone() {
         .collect();
     // S_X ∝ n_e² is dominated at ~R200c by the bright cores of the few merging secondaries and infalling groups in
     // each bin, so its stacked *mean* has genuine bumps (+10–150 % seen); its stacked median is tested instead.
-    // The other three maps use the mean, as the spec asks.
+    // The other three maps use the stacked mean.
     let mut bad = Vec::new();
     for bin in 0..4u8 {
         let members: Vec<&[Vec<f64>; 4]> =
@@ -575,8 +575,8 @@ fn same_cluster_at_every_resolution() {
 
 #[test]
 fn dm_peak_sits_at_the_centre() {
-    // The import plausibility rule (spec §7, rule 7) expects the brightest Σ_DM pixel within 0.1 L of the centre in
-    // ≥ 90 % of clusters; our own mocks must pass it (mergers are the exceptions).
+    // The import plausibility rule (docs/mock-clusters.md §7, rule 7) expects the brightest Σ_DM pixel within 0.1 L of
+    // the centre in ≥ 90 % of clusters; our own mocks must pass it (mergers are the exceptions).
     let cfg = MockConfig::default();
     let grid = Grid::new(64, cfg.side_kpc);
     let central: usize = seeds(31, 300)

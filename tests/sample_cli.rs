@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use clustermaps::checkpoint::Checkpoint;
 use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
 use clustermaps::io::read_npy_f32;
+use clustermaps::sample::{first_with_dataset, training_dataset};
 
 const RUN_TOML: &str = r#"
 [model]
@@ -308,4 +309,32 @@ fn sample_cli_errors_are_clear() {
             && err.contains("checkpoint's"),
         "{err}"
     );
+}
+
+/// A checkpoint finds its training dataset again by the directory name its provenance records, under any of the
+/// roots given; a fallback serves when the named directory is not there, but only if its maps have the model's size.
+#[test]
+fn checkpoint_finds_its_training_dataset() {
+    let f = fixture();
+    let nowhere = f.root.join("nowhere");
+    let found = |roots: &[&Path], fallback: Option<&Path>| {
+        training_dataset(&f.ckpt, roots, fallback).unwrap()
+    };
+    assert_eq!(found(&[&nowhere, &f.root], None), Some(f.data.clone()));
+    assert_eq!(
+        found(&[&nowhere], Some(&f.data_other)),
+        Some(f.data_other.clone())
+    );
+    assert_eq!(
+        found(&[&nowhere], Some(&f.data32)),
+        None,
+        "a 32² dataset for a 16² model"
+    );
+    let missing = f.root.join("missing.safetensors");
+    assert!(training_dataset(&missing, &[&f.root], None).is_err());
+    assert_eq!(
+        first_with_dataset(&[&missing, &f.ckpt], &[&f.root], None),
+        Some((f.ckpt.clone(), f.data.clone()))
+    );
+    assert_eq!(first_with_dataset(&[&missing], &[&f.root], None), None);
 }

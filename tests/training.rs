@@ -1,4 +1,4 @@
-//! Training-side tests of the score-model spec §10: losses against closed forms, a tiny U-Net learning an exact
+//! Training-side tests (docs/score-model.md §10): losses against closed forms, a tiny U-Net learning an exact
 //! score, checkpoints (round trip, validation, atomicity) and bit-exact resume.
 
 use std::collections::HashMap;
@@ -78,8 +78,8 @@ fn mean_and_sem(v: &[f64]) -> (f64, f64) {
     (m, (var / n).sqrt())
 }
 
-/// Spec §10 `dsm_loss_analytic`: with the exact score the per-dimension DSM loss is `s²/(s² + σ²)`; a score
-/// scaled by 0.9 is rejected (paired with the same noise, its excess loss `0.01·σ²/(s² + σ²)` is many standard
+/// docs/score-model.md §10 `dsm_loss_analytic`: with the exact score the per-dimension DSM loss is `s²/(s² + σ²)`; a
+/// score scaled by 0.9 is rejected (paired with the same noise, its excess loss `0.01·σ²/(s² + σ²)` is many standard
 /// errors above zero where σ is not negligible against s).
 #[test]
 fn dsm_loss_analytic() {
@@ -139,8 +139,8 @@ fn dsm_loss_analytic() {
     }
 }
 
-/// Spec §10 `edm_identities` (Monte-Carlo part): for `x0 ~ N(0, σ_d²)` the Bayes denoiser is `c_skip·x` (F ≡ 0),
-/// whose EDM loss is `λ·c_out²` = 1 per dimension at every σ.
+/// docs/score-model.md §10 `edm_identities` (Monte-Carlo part): for `x0 ~ N(0, σ_d²)` the Bayes denoiser is `c_skip·x`
+/// (F ≡ 0), whose EDM loss is `λ·c_out²` = 1 per dimension at every σ.
 #[test]
 fn edm_loss_at_bayes_optimum_is_one_per_dim() {
     let dev = Device::Cpu;
@@ -258,7 +258,7 @@ fn relative_score_error(t: &Trainer, sigma: f64, use_ema: bool) -> f64 {
     num / den
 }
 
-/// Spec §10 `dsm_trains_to_score`: a tiny U-Net on 8×8 conditional Gaussian data approaches the exact
+/// docs/score-model.md §10 `dsm_trains_to_score`: a tiny U-Net on 8×8 conditional Gaussian data approaches the exact
 /// conditional score within a few hundred steps.
 #[test]
 fn dsm_trains_to_score() {
@@ -313,9 +313,9 @@ fn loss_bits(t: &Trainer) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-/// Spec §10 `resume_determinism` and `checkpoint_roundtrip`: 40 steps uninterrupted equal 20 steps, a checkpoint,
-/// a fresh trainer resumed from it and 20 more — loss sequence and final weights bit for bit. Dropout on, so the
-/// RNG streams are exercised.
+/// docs/score-model.md §10 `resume_determinism` and `checkpoint_roundtrip`: 40 steps uninterrupted equal 20 steps, a
+/// checkpoint, a fresh trainer resumed from it and 20 more — loss sequence and final weights bit for bit. Dropout on,
+/// so the RNG streams are exercised.
 #[test]
 fn resume_reproduces_the_uninterrupted_run_bit_for_bit() {
     let mut cfg = tiny_run(16);
@@ -414,7 +414,7 @@ fn write_tiny_checkpoint(dir: &Path) -> (std::path::PathBuf, RunConfig) {
     (dir.join(checkpoint::periodic_name(3)), cfg)
 }
 
-/// Spec §10 `checkpoint_roundtrip` (error half): truncated file, wrong-shape tensor, NaN weight, another
+/// docs/score-model.md §10 `checkpoint_roundtrip` (error half): truncated file, wrong-shape tensor, NaN weight, another
 /// architecture, and an inference checkpoint each give their own clear error.
 #[test]
 fn bad_checkpoints_give_clear_errors() {
@@ -527,8 +527,8 @@ fn bad_checkpoints_give_clear_errors() {
     assert!(e.to_string().contains("normalisation"), "{e}");
 }
 
-/// Spec §10 `atomic_checkpoint`: a leftover temp file and a truncated newest checkpoint are skipped (and reported);
-/// resume uses the last good one.
+/// docs/score-model.md §10 `atomic_checkpoint`: a leftover temp file and a truncated newest checkpoint are skipped (and
+/// reported); resume uses the last good one.
 #[test]
 fn resume_skips_temp_and_truncated_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
@@ -563,8 +563,8 @@ fn non_finite_training_data_is_refused() {
     let _ = HashMap::<String, Tensor>::new();
 }
 
-/// Presets adapt to the dataset's map size (attention at the same depth; one more level at 128², spec §6); a
-/// configuration file must already agree.
+/// Presets adapt to the dataset's map size (attention at the same depth; one more level at 128²,
+/// docs/score-model.md §6); a configuration file must already agree.
 #[test]
 fn presets_fit_the_data() {
     let mut tiny = RunConfig::preset("tiny").unwrap();

@@ -1,6 +1,6 @@
 """PyTorch reference of the clustermaps score network and its training step (for candle/PyTorch speed ratios).
 
-A self-contained re-implementation of the conditional NCSN++-lite U-Net of the design spec `score-model.md` §4
+A self-contained re-implementation of the conditional NCSN++-lite U-Net described in docs/score-model.md §4
 (after [S21] Song et al. 2021, `yang-song/score_sde_pytorch`, `models/ncsnpp.py` + `models/layerspp.py` with
 `resblock_type='biggan'`, `progressive='none'`, `progressive_input='none'`, `fir=False`,
 `embedding_type='fourier'`, `attention_type='ddpm'`, `skip_rescale=True`) and of one VE-DSM training step (§7):
@@ -250,7 +250,7 @@ class NcsnppUnet(nn.Module):
     """Conditional NCSN++-lite: `forward(x_in [B, target+cond, H, W], sigma [B]) → F [B, target, H, W]`.
 
     The network output `F` is the raw output; the VE score is `F/σ` ([S21] `scale_by_sigma`), the denoiser
-    `x + σF` (spec §5).
+    `x + σF` (docs/score-model.md §5).
     """
 
     def __init__(self, cfg: ModelConfig):

@@ -1,16 +1,16 @@
-//! `MockConfig`: every probability, range and amplitude of the mock-cluster model (spec `mock-v1` §2), with the
-//! spec's values as defaults. Read from TOML (`clustermaps generate --config mock.toml`); unknown keys are errors,
-//! missing keys take their defaults.
+//! `MockConfig`: every probability, range and amplitude of the mock-cluster model (docs/mock-clusters.md §2, generator
+//! version `mock-v1`), with the values given there as defaults. Read from TOML
+//! (`clustermaps generate --config mock.toml`); unknown keys are errors, missing keys take their defaults.
 
 use serde::{Deserialize, Serialize};
 
 use super::cosmology::Cosmology;
 use crate::{Error, Result};
 
-/// Version of the mock-cluster specification this generator implements. Bumped whenever maps change.
+/// Version of the mock-cluster model (docs/mock-clusters.md) this generator implements. Bumped whenever maps change.
 pub const SPEC_VERSION: &str = "mock-v1";
 
-/// Which physical ingredients are switched on (spec §2.8).
+/// Which physical ingredients are switched on (docs/mock-clusters.md §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Physics {
@@ -68,7 +68,7 @@ impl Default for MockConfig {
     }
 }
 
-/// Primary-halo mass range: M200c log-uniform in \[10^min, 10^max\] M_sun (spec §2.1).
+/// Primary-halo mass range: M200c log-uniform in \[10^min, 10^max\] M_sun (docs/mock-clusters.md §2.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MassConfig {
@@ -85,7 +85,7 @@ impl Default for MassConfig {
     }
 }
 
-/// Concentration–mass relation \[D08\] and halo shape (spec §2.1–2.2).
+/// Concentration–mass relation \[D08\] and halo shape (docs/mock-clusters.md §2.1–2.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HaloConfig {
@@ -125,7 +125,7 @@ impl Default for HaloConfig {
     }
 }
 
-/// Universal pressure profile \[A10\] and the mass–temperature relation \[APP05\] (spec §2.4).
+/// Universal pressure profile \[A10\] and the mass–temperature relation \[APP05\] (docs/mock-clusters.md §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PressureConfig {
@@ -168,7 +168,7 @@ impl Default for PressureConfig {
     }
 }
 
-/// ICM electron density \[V06, simplified\] and gas fraction (spec §2.4).
+/// ICM electron density \[V06, simplified\] and gas fraction (docs/mock-clusters.md §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DensityConfig {
@@ -221,7 +221,7 @@ impl Default for DensityConfig {
     }
 }
 
-/// Subhalos (spec §2.5).
+/// Subhalos (docs/mock-clusters.md §2.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubhaloConfig {
@@ -270,7 +270,7 @@ impl Default for SubhaloConfig {
     }
 }
 
-/// Major mergers with gas–DM offsets (spec §2.6).
+/// Major mergers with gas–DM offsets (docs/mock-clusters.md §2.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MergerConfig {
@@ -315,7 +315,7 @@ impl Default for MergerConfig {
     }
 }
 
-/// Line-of-sight background slab (spec §2.7).
+/// Line-of-sight background slab (docs/mock-clusters.md §2.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackgroundConfig {
@@ -346,7 +346,7 @@ impl Default for BackgroundConfig {
     }
 }
 
-/// ICM fluctuations (spec §2.7).
+/// ICM fluctuations (docs/mock-clusters.md §2.7).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FluctuationConfig {
@@ -372,7 +372,7 @@ impl Default for FluctuationConfig {
     }
 }
 
-/// Numerical resolution of projection and pixel integration (spec §4).
+/// Numerical resolution of projection and pixel integration (docs/mock-clusters.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NumericsConfig {
@@ -422,7 +422,7 @@ impl MockConfig {
         }
     }
 
-    /// Reads a TOML file; missing keys take the spec defaults.
+    /// Reads a TOML file; missing keys take the defaults (docs/mock-clusters.md).
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: MockConfig =

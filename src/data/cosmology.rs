@@ -1,4 +1,4 @@
-//! Units, physical constants and the fixed flat ΛCDM background (mock spec §1).
+//! Units, physical constants and the fixed flat ΛCDM background (docs/mock-clusters.md §1).
 //!
 //! Masses in M_sun, lengths in physical kpc, no factors of h anywhere.
 
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn reference_values_at_z_02() {
-        // Numbers quoted in the mock spec §1.
+        // Numbers quoted in docs/mock-clusters.md §1.
         let c = Cosmology::default();
         assert!((c.e(0.2) - 1.1038).abs() < 1e-4);
         assert!((c.rho_crit0() - 135.99).abs() < 0.01);

@@ -1,4 +1,4 @@
-//! On-disk datasets (mock spec §7): the layout the learning side reads, written by the mock generator and
+//! On-disk datasets (docs/mock-clusters.md §7): the layout the learning side reads, written by the mock generator and
 //! droppable-in for real simulation maps.
 //!
 //! ```text
@@ -13,9 +13,9 @@
 //! ```
 //!
 //! Writing ([`DatasetWriter`]) streams every array to `NAME.tmp` in index order and renames it into place when
-//! complete; `manifest.toml` is written last, so a directory with a manifest is a complete dataset and an
-//! interrupted run never looks like one. Reading ([`Dataset::open`]) validates the rules of spec §7 and reports the
-//! first violation as an [`Error`] naming the dataset, split, file and offending value.
+//! complete; `manifest.toml` is written last, so a directory with a manifest is a complete dataset and an interrupted
+//! run never looks like one. Reading ([`Dataset::open`]) validates the rules of docs/mock-clusters.md §7 and reports
+//! the first violation as an [`Error`] naming the dataset, split, file and offending value.
 
 mod validate;
 
@@ -67,8 +67,8 @@ pub struct Manifest {
     pub cosmology: Option<Cosmology>,
 }
 
-/// Map geometry (spec §1): square maps of `n_pix`² pixels covering `side_kpc` physical kpc, centred on the
-/// cluster at the corner shared by the four central pixels.
+/// Map geometry (docs/mock-clusters.md §1): square maps of `n_pix`² pixels covering `side_kpc` physical kpc, centred on
+/// the cluster at the corner shared by the four central pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MapGeometry {
@@ -137,7 +137,7 @@ pub struct Source {
     pub kind: SourceKind,
     /// Version of this crate that wrote the dataset.
     pub generator_version: String,
-    /// Mock specification version (`config::SPEC_VERSION`).
+    /// Mock generator version (`config::SPEC_VERSION`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_version: Option<String>,
     /// Dataset preset (tiny, dev, full64, full128).

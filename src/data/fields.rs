@@ -1,5 +1,6 @@
-//! 2-D Gaussian random fields on a fixed physical grid (mock spec §2.7): the line-of-sight background slab and the
-//! ICM fluctuations. Drawn on 2L × 2L so that the same seed gives the same physical field at any map resolution.
+//! 2-D Gaussian random fields on a fixed physical grid (docs/mock-clusters.md §2.7): the line-of-sight background slab
+//! and the ICM fluctuations. Drawn on 2L × 2L so that the same seed gives the same physical field at any map
+//! resolution.
 
 use rustfft::{num_complex::Complex, FftPlanner};
 

@@ -1,5 +1,5 @@
-//! The intracluster medium (mock spec §2.4): electron pressure from the universal pressure profile \[A10\], electron
-//! density from a simplified \[V06\] model normalised to a gas fraction, temperature T = P_e/n_e (so y and S_X
+//! The intracluster medium (docs/mock-clusters.md §2.4): electron pressure from the universal pressure profile \[A10\],
+//! electron density from a simplified \[V06\] model normalised to a gas fraction, temperature T = P_e/n_e (so y and S_X
 //! describe one self-consistent gas), the soft-band cooling function and the \[APP05\] mass–temperature relation.
 
 use super::config::{MockConfig, PressureConfig};
@@ -85,7 +85,7 @@ impl DensityShape {
     }
 }
 
-/// Electron density with its normalisation and the baryon guard (spec §2.4).
+/// Electron density with its normalisation and the baryon guard (docs/mock-clusters.md §2.4).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ElectronDensity {
     pub shape: DensityShape,
@@ -110,7 +110,8 @@ impl ElectronDensity {
         n / (1.0 + q2 * q2).sqrt().sqrt()
     }
 
-    /// Normalises n_e so that the gas mass within R500 is `m_gas` \[M_sun\] with the baryon guard applied. The ellipsoid has unit volume, so the spherical integral gives the ellipsoidal mass.
+    /// Normalises n_e so that the gas mass within R500 is `m_gas` \[M_sun\] with the baryon guard applied. The
+    /// ellipsoid has unit volume, so the spherical integral gives the ellipsoidal mass.
     pub fn normalised(
         shape: DensityShape,
         halo: Nfw,
@@ -129,7 +130,7 @@ impl ElectronDensity {
         };
         d.ne0 = m_gas / (rho_per_ne * d.volume_integral(r500, quad));
         if guard > 0.0 {
-            // The cap makes the mass sublinear in n_e0, so the spec's 5 multiplicative passes can stop short
+            // The cap makes the mass sublinear in n_e0, so a fixed 5 multiplicative passes can stop short
             // (seen: 0.2 % low for a cuspy profile). Solve M(n_e0) = m_gas instead with a secant in ln n_e0,
             // which converges to 1e-10 in a handful of steps; the result is the same fixed point.
             d.cap_per_rho = guard * cosmo.f_baryon() / rho_per_ne;
@@ -201,10 +202,10 @@ impl IcmProfile {
 
     /// \[n_e, P_e, ε = n_e n_H Λ(T)\] at radius r, T = P_e/n_e; zero beyond the truncation radius.
     ///
-    /// n_e and P_e fall smoothly to zero over the outer quarter of the truncation radius (a raised-cosine taper,
-    /// so T is unchanged and ε gets the taper squared). The spec's sharp cut at 3 R200c left a visible elliptical
-    /// step in Σ_gas of low-mass clusters, where the cut gas is still denser than the background slab; the taper
-    /// starts beyond R500c, so gas fractions and normalisations are untouched.
+    /// n_e and P_e fall smoothly to zero over the outer quarter of the truncation radius (a raised-cosine taper, so T
+    /// is unchanged and ε gets the taper squared). A sharp cut at 3 R200c (the first version) left a visible elliptical
+    /// step in Σ_gas of low-mass clusters, where the cut gas is still denser than the background slab; the taper starts
+    /// beyond R500c, so gas fractions and normalisations are untouched.
     #[inline]
     pub fn fields(&self, r: f64, cfg: &PressureConfig, out: &mut [f64; 3]) {
         if r >= self.r_trunc {
@@ -251,7 +252,8 @@ impl IcmProfile {
     }
 }
 
-/// f_gas,500 = norm (M500/pivot)^slope × scatter, capped (spec §2.4). `lognormal` is the drawn e^{N(0,σ)}.
+/// f_gas,500 = norm (M500/pivot)^slope × scatter, capped (docs/mock-clusters.md §2.4). `lognormal` is the drawn
+/// e^{N(0,σ)}.
 pub fn gas_fraction(m500: f64, lognormal: f64, cfg: &MockConfig) -> f64 {
     let d = &cfg.density;
     (d.fgas_norm * (m500 / d.fgas_pivot_msun).powf(d.fgas_slope) * lognormal).min(d.fgas_cap)
@@ -263,7 +265,7 @@ mod tests {
 
     #[test]
     fn app05_reference() {
-        // Spec §9 units_reference: T ≈ 7.3 keV for M200c = 1e15 (M500 ≈ 0.68e15) at z = 0.2.
+        // docs/mock-clusters.md §9 units_reference: T ≈ 7.3 keV for M200c = 1e15 (M500 ≈ 0.68e15) at z = 0.2.
         let t = t_app05(0.68e15, 1.1038);
         assert!((t - 7.3).abs() < 0.3, "{t}");
     }

@@ -1,5 +1,5 @@
-//! Mock dataset generation (mock spec §3, §8): render every cluster of every split in parallel and stream the
-//! results to disk in index order through [`DatasetWriter`].
+//! Mock dataset generation (docs/mock-clusters.md §3, §8): render every cluster of every split in parallel and stream
+//! the results to disk in index order through [`DatasetWriter`].
 //!
 //! Reproducibility: cluster `i` of a split with master seed `S` is `Cluster::from_seed(cluster_seed(S, i))`, a
 //! pure function; clusters are rendered in parallel in chunks but placed by index and written (and reduced into
@@ -22,8 +22,8 @@ use super::rng::cluster_seed;
 use super::transform::ChannelSpec;
 use crate::{Error, Result};
 
-/// Master seed of the test split, fixed for every preset and independent of `--seed` (spec §8), so test clusters,
-/// figures and metrics are reproducible across presets. (The arXiv number of the paper.)
+/// Master seed of the test split, fixed for every preset and independent of `--seed` (docs/mock-clusters.md §8), so
+/// test clusters, figures and metrics are reproducible across presets. (The arXiv number of the paper.)
 pub const TEST_SEED: u64 = 2_410_028_570;
 
 /// Cluster ids are `id_offset + index`, with a per-split offset far above any split size, so ids are unique
@@ -36,7 +36,7 @@ pub const ID_OFFSET_TEST: u64 = 2_000_000_000;
 /// every thread busy.
 const CHUNK: usize = 256;
 
-/// Dataset presets of spec §8.
+/// Dataset presets of docs/mock-clusters.md §8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatasetPreset {
     /// 48 / 8 / 8 clusters at 32² (tests and CI; `--n-pix 16` allowed).
@@ -142,7 +142,7 @@ impl DatasetSpec {
         }
     }
 
-    /// The three splits with their seeds and id offsets (spec §8).
+    /// The three splits with their seeds and id offsets (docs/mock-clusters.md §8).
     pub fn splits(&self) -> [SplitPlan; 3] {
         let plan = |name, n_clusters, master_seed, id_offset| SplitPlan {
             name,
@@ -354,7 +354,7 @@ mod tests {
         let m = s.manifest();
         assert_eq!(m.channels.inputs[0].transform.name(), "slog10");
         assert_eq!(m.channels.inputs[1].transform.name(), "slog10");
-        // σ_pix ≈ 2.5e-6 at 64² (spec §5).
+        // σ_pix ≈ 2.5e-6 at 64² (docs/mock-clusters.md §5).
         let sigma = m.channels.inputs[0].transform.parameter();
         assert!((sigma / 2.53e-6 - 1.0).abs() < 0.02, "{sigma}");
         assert!(m.channels.inputs_clean.is_some());

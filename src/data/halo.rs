@@ -1,5 +1,5 @@
 //! Dark-matter haloes: the NFW profile \[NFW97\], its analytic projection \[B96, WB00\], spherical-overdensity radii
-//! and the concentration–mass relation \[D08\] (mock spec §2.1, §4).
+//! and the concentration–mass relation \[D08\] (docs/mock-clusters.md §2.1, §4).
 
 use super::config::HaloConfig;
 use super::cosmology::Cosmology;
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn concentration_reference_values() {
-        // Spec §2.1: c̄ ≈ 3.9 at 1e14 and ≈ 3.0 at 2e15 M_sun (z = 0.2).
+        // docs/mock-clusters.md §2.1: c̄ ≈ 3.9 at 1e14 and ≈ 3.0 at 2e15 M_sun (z = 0.2).
         let cfg = HaloConfig::default();
         assert!((concentration_mean(1e14, 0.2, &cfg) - 3.9).abs() < 0.05);
         assert!((concentration_mean(2e15, 0.2, &cfg) - 3.0).abs() < 0.05);

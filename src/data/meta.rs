@@ -1,4 +1,4 @@
-//! Per-cluster metadata: one row of `meta.csv` (mock spec §7).
+//! Per-cluster metadata: one row of `meta.csv` (docs/mock-clusters.md §7).
 //!
 //! Mock clusters fill every field. Imported simulation maps need only `index`, `id`, `m200c_msun` and `z`; other
 //! numeric fields are NaN when absent (written as empty CSV cells).
@@ -45,7 +45,7 @@ pub const META_COLUMNS: [&str; 29] = [
 /// Columns an imported dataset must provide.
 pub const META_REQUIRED: [&str; 4] = ["index", "id", "m200c_msun", "z"];
 
-/// Edges of the four evaluation mass bins in log10(M200c / M_sun) (spec §8).
+/// Edges of the four evaluation mass bins in log10(M200c / M_sun) (docs/mock-clusters.md §8).
 pub const MASS_BIN_EDGES: [f64; 5] = [14.000, 14.325, 14.651, 14.976, 15.301];
 
 /// Mass bin 0..=3 of a cluster of mass `m200c` \[M_sun\]; masses outside the edges go to the end bins.

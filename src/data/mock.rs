@@ -1,5 +1,5 @@
-//! One cluster from one seed (spec §2–§4): `Cluster::from_seed` draws every physical parameter, `render` projects
-//! it onto a pixel grid and applies the observation model to the inputs.
+//! One cluster from one seed (docs/mock-clusters.md §2–§4): `Cluster::from_seed` draws every physical parameter,
+//! `render` projects it onto a pixel grid and applies the observation model to the inputs.
 //!
 //! The draws live in `mock/draws.rs` (one function per random stream) and `mock/subhalos.rs`; the gas model of a
 //! halo in `mock/icm.rs`; the merging secondary in `mock/merger.rs`. This file assembles a [`Cluster`] from them
@@ -29,7 +29,7 @@ use super::project::{
 };
 use super::rng::{Rng, Stream};
 
-/// A square pixel grid centred on the cluster (spec §1): pixel (i, j) has centre
+/// A square pixel grid centred on the cluster (docs/mock-clusters.md §1): pixel (i, j) has centre
 /// x_j = (j + ½ − N/2)Δ, y_i = (i + ½ − N/2)Δ.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grid {
@@ -77,7 +77,7 @@ pub struct RenderedCluster {
     pub targets: Vec<f32>,
 }
 
-/// Unit conversions from profile integrals to map units (spec §4).
+/// Unit conversions from profile integrals to map units (docs/mock-clusters.md §4).
 #[derive(Debug, Clone, Copy)]
 struct MapUnits {
     /// Σ_gas per ∫n_e dl \[M_sun kpc⁻² per cm⁻³ kpc\].
@@ -139,7 +139,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Draws the cluster of `seed` under `cfg` (spec §2–3).
+    /// Draws the cluster of `seed` under `cfg` (docs/mock-clusters.md §2–3).
     pub fn from_seed(seed: u64, cfg: &MockConfig) -> Cluster {
         Self::from_seed_with(seed, cfg, &Overrides::default())
     }
@@ -300,13 +300,14 @@ impl Cluster {
         }
     }
 
-    /// Renders \[Σ_gas, Σ_DM, y, S_X\] as pixel averages on an `m × m` grid of pixel side `pixel` \[kpc\] centred on the
-    /// halo, then applies fluctuations and background (spec §4, §2.7). Returns four row-major maps.
+    /// Renders \[Σ_gas, Σ_DM, y, S_X\] as pixel averages on an `m × m` grid of pixel side `pixel` \[kpc\] centred on
+    /// the halo, then applies fluctuations and background (docs/mock-clusters.md §4, §2.7). Returns four row-major
+    /// maps.
     ///
     /// Each component is averaged with its own sub-sampling: k × k points, or the finer grid where the pixel centre
     /// lies within `centre_radius_px` of one of that component's centres (its cusp). Components whose extent cannot
-    /// reach a pixel are skipped there. This is the spec's rule applied per component: the same refinement at every
-    /// cusp, several times cheaper than refining all components wherever any centre lies.
+    /// reach a pixel are skipped there. This is the refinement rule of docs/mock-clusters.md §4 applied per component:
+    /// the same refinement at every cusp, several times cheaper than refining all components wherever any centre lies.
     fn render_grid(&self, m: usize, pixel: f64) -> [Vec<f64>; 4] {
         let nc = &self.cfg.numerics;
         let near2 = (nc.centre_radius_px * pixel).powi(2);
@@ -408,8 +409,8 @@ impl Cluster {
     }
 
     /// Renders the cluster at `n_pix`² over the configured field and applies the observation model to the inputs
-    /// (spec §5): clean y and S_X are rendered on a padded grid, convolved with the beams, cropped, then noised.
-    /// `meta.index` and `meta.id` are left 0 for the dataset writer to set.
+    /// (docs/mock-clusters.md §5): clean y and S_X are rendered on a padded grid, convolved with the beams, cropped,
+    /// then noised. `meta.index` and `meta.id` are left 0 for the dataset writer to set.
     pub fn render(&self, n_pix: usize, obs: &ObsConfig) -> RenderedCluster {
         let grid = Grid::new(n_pix, self.cfg.side_kpc);
         let pixel = grid.pixel_kpc();

@@ -1,5 +1,5 @@
-//! The data side: physical mock clusters (spec `mock-v1`), their observation model, and the on-disk `.npy`
-//! datasets that the learning side reads (mock or imported real simulation maps).
+//! The data side: physical mock clusters (the `mock-v1` model of docs/mock-clusters.md), their observation model, and
+//! the on-disk `.npy` datasets that the learning side reads (mock or imported real simulation maps).
 //!
 //! Physics modules hold one concept each: [`cosmology`] (units, ρ_crit, distances), [`halo`] (NFW and
 //! concentration), [`gas`] (pressure, density, gas fraction, temperature), [`project`] (line-of-sight projection

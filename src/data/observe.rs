@@ -1,5 +1,6 @@
-//! The observation model, applied to the inputs only (spec §5): beam (separable pixel-integrated Gaussian) then
-//! noise (white Gaussian for y, Poisson counts with background for S_X). Targets are always the clean truth.
+//! The observation model, applied to the inputs only (docs/mock-clusters.md §5): beam (separable pixel-integrated
+//! Gaussian) then noise (white Gaussian for y, Poisson counts with background for S_X). Targets are always the clean
+//! truth.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ use super::rng::{normal_cdf, Rng};
 /// keV in erg.
 pub const KEV_ERG: f64 = 1.602_176_634e-9;
 
-/// Observation presets (spec §5 table).
+/// Observation presets (docs/mock-clusters.md §5 table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ObsPreset {
@@ -74,7 +75,7 @@ impl ObsConfig {
         }
     }
 
-    /// The `realistic` preset of spec §5.
+    /// The `realistic` preset of docs/mock-clusters.md §5.
     pub fn realistic() -> Self {
         ObsConfig {
             preset: ObsPreset::Realistic,
@@ -189,7 +190,7 @@ pub fn add_white_noise(map: &mut [f64], sigma: f64, rng: &mut Rng) {
     }
 }
 
-/// Replaces S_X by its Poisson-count estimate with background (spec §5): λ = S_X Ω A t / E + b Ω,
+/// Replaces S_X by its Poisson-count estimate with background (docs/mock-clusters.md §5): λ = S_X Ω A t / E + b Ω,
 /// N ~ Poisson(λ), S_X,obs = N E / (Ω A t). Background is not subtracted, so the map stays ≥ 0.
 pub fn poisson_xray(map: &mut [f64], obs: &ObsConfig, pixel_arcmin: f64, rng: &mut Rng) {
     let per_count = obs.sx_per_count(pixel_arcmin);

@@ -1,5 +1,5 @@
-//! Line-of-sight projection (mock spec §4): numerical Abel-type projection of 3-D radial profiles into tables
-//! F(R) = 2∫ f(√(R²+l²)) dl, and the exact reduction of an ellipsoidal profile f(r_e) to a 1-D table through the
+//! Line-of-sight projection (docs/mock-clusters.md §4): numerical Abel-type projection of 3-D radial profiles into
+//! tables F(R) = 2∫ f(√(R²+l²)) dl, and the exact reduction of an ellipsoidal profile f(r_e) to a 1-D table through the
 //! Schur complement of its shape matrix.
 
 /// Gauss–Legendre nodes and weights on \[−1, 1\] (Newton iteration on P_n, Golub–Welsch-free).
@@ -91,7 +91,7 @@ impl Quadrature {
 }
 
 /// Projects a radial profile numerically: F(R) = 2R ∫₀^{asinh(l_max/R)} f(R cosh t) cosh t dt with
-/// l_max = √(r_max² − R²). The substitution l = R sinh t removes the cusp at l = 0 (spec §4).
+/// l_max = √(r_max² − R²). The substitution l = R sinh t removes the cusp at l = 0 (docs/mock-clusters.md §4).
 pub fn project_at<const S: usize>(
     quad: &Quadrature,
     r_proj: f64,
@@ -114,7 +114,7 @@ pub fn project_at<const S: usize>(
 
 /// A table of S projected profiles F_s(R) on one log-spaced grid of R, interpolated by monotone cubic Hermite
 /// splines in (ln R, ln F) (Fritsch–Carlson), linearly in F over the last two intervals (where F → 0 at r_max),
-/// power-law extrapolated below the first node and zero beyond r_max (spec §4).
+/// power-law extrapolated below the first node and zero beyond r_max (docs/mock-clusters.md §4).
 #[derive(Debug, Clone)]
 pub struct ProjTable<const S: usize> {
     ln_r0: f64,

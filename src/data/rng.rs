@@ -1,4 +1,4 @@
-//! Reproducible randomness for the mock generator (spec §3).
+//! Reproducible randomness for the mock generator (docs/mock-clusters.md §3).
 //!
 //! A cluster's seed is `splitmix64(splitmix64(S_split) + i)`; each cluster draws from `ChaCha8Rng` seeded with it,
 //! one **stream** per physical component, so adding a component never shifts the draws of the others. The
@@ -8,7 +8,8 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-/// Independent random streams of one cluster (spec §3). Never renumber: that would change every dataset.
+/// Independent random streams of one cluster (docs/mock-clusters.md §3). Never renumber: that would change every
+/// dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Host = 0,

@@ -1,4 +1,4 @@
-//! The fixed test set, regenerated in memory (mock spec §8): what `clustermaps reproduce` evaluates on.
+//! The fixed test set, regenerated in memory (docs/mock-clusters.md §8): what `clustermaps reproduce` evaluates on.
 //!
 //! Test cluster `i` is `Cluster::from_seed(cluster_seed(TEST_SEED, i))` in every preset, so the first `n` clusters
 //! of the test split are the same whether the full split or a prefix is rendered, and no dataset needs to be on

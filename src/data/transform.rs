@@ -1,4 +1,4 @@
-//! Preprocessing for learning (mock spec §6): a per-channel log-like transform followed by standardisation
+//! Preprocessing for learning (docs/mock-clusters.md §6): a per-channel log-like transform followed by standardisation
 //! z = (t − μ)/σ, and the exact inverse back to physical units.
 //!
 //! Datasets on disk always hold **physical** maps; the transform and its parameters are declared per channel in
@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::observe::ObsConfig;
 use crate::{Error, Result};
 
-/// Floor of Σ_gas \[M_sun kpc⁻²\] (spec §4): far below any cluster outskirt, so only empty pixels hit it.
+/// Floor of Σ_gas \[M_sun kpc⁻²\] (docs/mock-clusters.md §4): far below any cluster outskirt, so only empty pixels hit
+/// it.
 pub const FLOOR_SIGMA_GAS: f64 = 1e2;
 /// Floor of Σ_DM \[M_sun kpc⁻²\].
 pub const FLOOR_SIGMA_DM: f64 = 1e3;
@@ -127,7 +128,7 @@ impl ChannelSpec {
         }
     }
 
-    /// Mock targets (spec §4, channel order fixed): Σ_gas, Σ_DM with their `log10` floors.
+    /// Mock targets (docs/mock-clusters.md §4, channel order fixed): Σ_gas, Σ_DM with their `log10` floors.
     pub fn mock_targets() -> Vec<ChannelSpec> {
         vec![
             ChannelSpec::new(

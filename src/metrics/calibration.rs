@@ -1,19 +1,19 @@
-//! Posterior calibration from S samples per cluster (design spec `score-model.md` §9, beyond the paper): interval
+//! Posterior calibration from S samples per cluster (docs/evaluation.md §6, beyond the paper): interval
 //! coverage, rank histograms, spread–skill and z-scores.
 //!
-//! **Coverage from ranks.** With S samples the truth falls into one of S + 1 rank cells (r = number of samples
-//! below it). For exchangeable truth and samples (a calibrated posterior), r is uniform on 0..=S whatever the
-//! distribution, and the probability-integral transform u = (r + U)/(S + 1), U ~ U(0, 1), is exactly uniform on
-//! \[0, 1\]. The empirical coverage of the central interval p is the mean over items of the fraction of the cell
-//! \[r/(S+1), (r+1)/(S+1)\] inside \[(1 − p)/2, (1 + p)/2\] — the expected coverage of the interval whose ends are
-//! the order statistics at the plotting positions (k+1)/(S+1), linearly interpolated. We use this rank form rather
-//! than intervals between interpolated sample quantiles, as the spec's wording suggests, because those are biased
-//! for small S: for S = 4 and a perfectly calibrated Gaussian posterior, numpy-style quantiles q((S−1)α) give 32 %
-//! coverage at p = 0.5 and 58 % at p = 0.95, plotting-position quantiles q(α(S+1) − 1) give 53 % at p = 0.5 and
-//! saturate at (S−1)/(S+1) = 60 % (simulated, 50 000 draws). The rank form is exactly nominal in expectation for
-//! every S ≥ 1 and any distribution, needs no tail extrapolation and is invariant under the monotone transform
-//! between physical and log space. Ties (truth equal to k samples) spread the item uniformly over the k + 1 tied
-//! ranks, for coverage and for the rank histogram alike.
+//! **Coverage from ranks.** With S samples the truth falls into one of S + 1 rank cells (r = number of samples below
+//! it). For exchangeable truth and samples (a calibrated posterior), r is uniform on 0..=S whatever the distribution,
+//! and the probability-integral transform u = (r + U)/(S + 1), U ~ U(0, 1), is exactly uniform on \[0, 1\]. The
+//! empirical coverage of the central interval p is the mean over items of the fraction of the cell \[r/(S+1),
+//! (r+1)/(S+1)\] inside \[(1 − p)/2, (1 + p)/2\] — the expected coverage of the interval whose ends are the order
+//! statistics at the plotting positions (k+1)/(S+1), linearly interpolated. We use this rank form rather than intervals
+//! between interpolated sample quantiles (the obvious reading of "central interval"), because those are biased for
+//! small S: for S = 4 and a perfectly calibrated Gaussian posterior, numpy-style quantiles q((S−1)α) give 32 % coverage
+//! at p = 0.5 and 58 % at p = 0.95, plotting-position quantiles q(α(S+1) − 1) give 53 % at p = 0.5 and saturate at
+//! (S−1)/(S+1) = 60 % (simulated, 50 000 draws). The rank form is exactly nominal in expectation for every S ≥ 1 and
+//! any distribution, needs no tail extrapolation and is invariant under the monotone transform between physical and log
+//! space. Ties (truth equal to k samples) spread the item uniformly over the k + 1 tied ranks, for coverage and for the
+//! rank histogram alike.
 //!
 //! *Limitation:* S samples cannot resolve tails beyond the extreme rank cells (width 1/(S+1)), so at p close to 1
 //! an over-confident posterior looks only mildly under-covered (S = 4, samples half as wide: 84 % at p = 0.9);

@@ -1,12 +1,12 @@
 //! Evaluation of posterior samples against the true maps: radial profiles, power spectra with bias b(k) and
 //! cross-correlation r(k), aperture masses, pixel errors (the paper's metrics, \[H25\] §4) and posterior calibration
-//! (design spec `score-model.md` §9, beyond the paper). Pure numerics in physical units: no plotting, no I/O except
+//! (docs/evaluation.md §6, beyond the paper). Pure numerics in physical units: no plotting, no I/O except
 //! [`Evaluation::write`].
 //!
-//! One entry point, [`evaluate`], takes the truth `[N, C, H, W]` and samples `[N, S, C, H, W]` (physical units, as
-//! in [`crate::sample::SampleResult`]), the clusters' metadata and the map geometry, and returns an [`Evaluation`]:
-//! statistics per *group* — all clusters, then each of the four mass bins of mock spec §8 that has at least two
-//! clusters — and per channel. [`Claims`] condenses it into the paper's headline numbers with pass/fail flags.
+//! One entry point, [`evaluate`], takes the truth `[N, C, H, W]` and samples `[N, S, C, H, W]` (physical units, as in
+//! [`crate::sample::SampleResult`]), the clusters' metadata and the map geometry, and returns an [`Evaluation`]:
+//! statistics per *group* — all clusters, then each of the four mass bins of docs/mock-clusters.md §8 that has at least
+//! two clusters — and per channel. [`Claims`] condenses it into the paper's headline numbers with pass/fail flags.
 //!
 //! **How predictions are summarised** (the choices a reader of the numbers must know):
 //! - *Samples* are summarised like the truth, one sample index at a time: the statistics over clusters of the maps
@@ -51,8 +51,8 @@
 
 pub mod calibration;
 pub mod claims;
-pub mod evaluate;
 mod inputs;
+pub mod passes;
 pub mod profiles;
 pub mod report;
 pub mod spectra;
@@ -65,7 +65,7 @@ pub use calibration::{Calibration, RankHistogram, SpreadSkill, ZHistogram, NOMIN
 pub use claims::{
     CalibrationTargets, ClaimRow, ClaimThresholds, Claims, CoverageCheck, PAPER_THRESHOLDS,
 };
-pub use evaluate::evaluate;
+pub use passes::evaluate;
 pub use profiles::{
     aperture_sum, default_edges_kpc, default_edges_r200c, disk_rect_area, disk_weights,
     AnnulusWeights,

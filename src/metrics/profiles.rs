@@ -1,10 +1,10 @@
 //! Azimuthally averaged radial profiles and circular-aperture masses of projected maps (the paper's radial-profile
 //! comparison, \[H25\] §4), centred on the true cluster centre.
 //!
-//! **Centre.** Mock and imported maps put the cluster centre at the geometric centre of the map, the corner shared
-//! by the four central pixels (mock spec §1); pixel (row i, col j) covers `x ∈ [(j − N/2)Δ, (j + 1 − N/2)Δ]`,
-//! `y ∈ [(i − N/2)Δ, (i + 1 − N/2)Δ]`. Truth and samples use the same centre: a sample that puts the cluster
-//! elsewhere is penalised, as it should be.
+//! **Centre.** Mock and imported maps put the cluster centre at the geometric centre of the map, the corner shared by
+//! the four central pixels (docs/mock-clusters.md §1); pixel (row i, col j) covers `x ∈ [(j − N/2)Δ, (j + 1 − N/2)Δ]`,
+//! `y ∈ [(i − N/2)Δ, (i + 1 − N/2)Δ]`. Truth and samples use the same centre: a sample that puts the cluster elsewhere
+//! is penalised, as it should be.
 //!
 //! **Why exact pixel areas.** At 64² over 5 Mpc a pixel (78 kpc) is as wide as an annulus at 0.1 R200c, so
 //! assigning each pixel to the annulus containing its centre would make inner profiles jump between neighbouring

@@ -12,7 +12,8 @@ use crate::data::dataset::MapGeometry;
 /// Schema tag of `evaluation.json`.
 pub const SCHEMA: &str = "clustermaps-metrics-1";
 
-/// Settings of [`evaluate`]; `Default` gives the documented defaults (also for fields missing when deserialising).
+/// Settings of [`super::evaluate`]; `Default` gives the documented defaults (also for fields missing when
+/// deserialising).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EvalOptions {
@@ -59,7 +60,7 @@ impl Default for EvalOptions {
 pub struct GroupInfo {
     /// `all` or `bin0` … `bin3`.
     pub label: String,
-    /// The mass bin (mock spec §8), `None` for all clusters.
+    /// The mass bin (docs/mock-clusters.md §8), `None` for all clusters.
     pub mass_bin: Option<u8>,
     pub n_clusters: usize,
     /// Nominal log10(M200c/M_sun) range of the bin (the edges; `all`: the outer edges).
@@ -225,7 +226,7 @@ pub struct PerCluster {
     pub apertures_samples: Vec<f64>,
 }
 
-/// Everything [`evaluate`] measures.
+/// Everything [`super::evaluate`] measures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
     pub schema: String,
@@ -244,7 +245,7 @@ pub struct Evaluation {
     pub profile_calibration: Vec<ProfileCalRow>,
     /// What was dropped, clipped or skipped, in words.
     pub notes: Vec<String>,
-    /// Wall time of [`evaluate`] \[s\].
+    /// Wall time of [`super::evaluate`] \[s\].
     pub seconds: f64,
     #[serde(skip)]
     pub per_cluster: PerCluster,

@@ -1,4 +1,4 @@
-//! Self-attention over pixels (design spec `score-model.md` §4): \[S21\] `layerspp.AttnBlockpp` (the DDPM block
+//! Self-attention over pixels (docs/score-model.md §4): \[S21\] `layerspp.AttnBlockpp` (the DDPM block
 //! `layers.AttnBlock` with `skip_rescale`).
 
 use std::f64::consts::FRAC_1_SQRT_2;

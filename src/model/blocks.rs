@@ -1,4 +1,4 @@
-//! Building blocks of NCSN++-lite (design spec `score-model.md` §4): convolutions with \[S21\] initialization,
+//! Building blocks of NCSN++-lite (docs/score-model.md §4): convolutions with \[S21\] initialization,
 //! GroupNorm, host-seeded dropout and \[S21\] `layerspp.ResnetBlockBigGANpp`.
 
 use std::f64::consts::FRAC_1_SQRT_2;
@@ -14,8 +14,9 @@ use super::kernels::fused::{mul_mask, residual_out};
 use super::kernels::norm::GroupNormAct;
 use crate::{Error, Result};
 
-/// Inverted dropout with a mask from the host RNG (spec §1: never candle's RNG, which cannot be seeded on the CPU):
-/// each element is kept with probability `1 − p` and scaled by `1/(1 − p)`, as `torch.nn.Dropout` in train mode.
+/// Inverted dropout with a mask from the host RNG (docs/score-model.md §1: never candle's RNG, which cannot be seeded
+/// on the CPU): each element is kept with probability `1 − p` and scaled by `1/(1 − p)`, as `torch.nn.Dropout` in train
+/// mode.
 ///
 /// One `u32` per element from `rng` (`fill_bytes`, little-endian), dropped when below `⌊p·2³²⌉`; the draws therefore
 /// depend only on the RNG state and the element count. `p = 0` returns `x` without touching `rng`.
@@ -72,7 +73,7 @@ impl Sampling {
     }
 }
 
-/// \[S21\] `layerspp.ResnetBlockBigGANpp` with `fir = False` (spec §4):
+/// \[S21\] `layerspp.ResnetBlockBigGANpp` with `fir = False` (docs/score-model.md §4):
 ///
 /// ```text
 /// h = SiLU(GN₀(x));  up: h, x ← nearest×2;  down: h, x ← avgpool 2×2

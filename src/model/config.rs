@@ -1,4 +1,4 @@
-//! [`ModelConfig`]: the architecture, preconditioning and SDE of a score model (design spec `score-model.md` §6).
+//! [`ModelConfig`]: the architecture, preconditioning and SDE of a score model (docs/score-model.md §6).
 //!
 //! Serde struct read from and written to TOML (the `[model]` table of a run config and the `model_config` metadata of
 //! every checkpoint). Presets: [`ModelConfig::paper`] (= `Default`, the paper-like NCSN++-lite), [`ModelConfig::cpu`]
@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Noise embedding of the network (spec §4): Gaussian Fourier features of the noise label (VE, EDM) or the DDPM
-/// sinusoidal positional embedding of `999·t` (VP).
+/// Noise embedding of the network (docs/score-model.md §4): Gaussian Fourier features of the noise label (VE, EDM) or
+/// the DDPM sinusoidal positional embedding of `999·t` (VP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Embedding {
@@ -17,14 +17,15 @@ pub enum Embedding {
     Positional,
 }
 
-/// Up/down-sampling inside the BigGAN residual blocks (spec §4). Only `naive` (nearest ×2 / 2×2 average pool) exists.
+/// Up/down-sampling inside the BigGAN residual blocks (docs/score-model.md §4). Only `naive` (nearest ×2 / 2×2 average
+/// pool) exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resample {
     Naive,
 }
 
-/// How the network output is turned into a denoiser / score (spec §5).
+/// How the network output is turned into a denoiser / score (docs/score-model.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PrecondKind {
@@ -36,7 +37,7 @@ pub enum PrecondKind {
     Edm,
 }
 
-/// Which forward SDE (spec §3).
+/// Which forward SDE (docs/score-model.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SdeKind {
@@ -44,7 +45,7 @@ pub enum SdeKind {
     Vp,
 }
 
-/// The forward SDE's parameters (spec §3, `[model.sde]`).
+/// The forward SDE's parameters (docs/score-model.md §3, `[model.sde]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SdeConfig {
@@ -76,7 +77,7 @@ impl Default for SdeConfig {
     }
 }
 
-/// Architecture of the conditional NCSN++-lite U-Net plus its preconditioning and SDE (spec §4–§6).
+/// Architecture of the conditional NCSN++-lite U-Net plus its preconditioning and SDE (docs/score-model.md §4–§6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
@@ -135,7 +136,8 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// Paper-like NCSN++-lite: nf 64, ch_mult \[1, 2, 2, 2\], 2 residual blocks, attention at 16² (spec §6).
+    /// Paper-like NCSN++-lite: nf 64, ch_mult \[1, 2, 2, 2\], 2 residual blocks, attention at 16²
+    /// (docs/score-model.md §6).
     pub fn paper() -> Self {
         Self::default()
     }

@@ -1,4 +1,4 @@
-//! Noise-level embeddings of the score network (design spec `score-model.md` §4).
+//! Noise-level embeddings of the score network (docs/score-model.md §4).
 //!
 //! - [`GaussianFourierProjection`]: \[S21\] `layerspp.GaussianFourierProjection`, random Fourier features of the noise
 //!   label (VE: `ln σ`, EDM: `¼ ln σ`), width `2·nf`.
@@ -28,8 +28,8 @@ pub const FOURIER_W_NAME: &str = "temb.fourier.W";
 /// fixed `W ~ N(0, scale²)` of size `nf`.
 ///
 /// In \[S21\] `W` is an `nn.Parameter(requires_grad=False)`; here it is a plain constant tensor, never a `Var`, so no
-/// optimiser can update it (spec §4). It is drawn on the host from `ChaCha8Rng::seed_from_u64(seed)`, stream
-/// [`FOURIER_STREAM`], so it depends only on the model seed; checkpoints store it all the same.
+/// optimiser can update it (docs/score-model.md §4). It is drawn on the host from `ChaCha8Rng::seed_from_u64(seed)`,
+/// stream [`FOURIER_STREAM`], so it depends only on the model seed; checkpoints store it all the same.
 #[derive(Debug, Clone)]
 pub struct GaussianFourierProjection {
     /// `W`, shape `[nf]`.

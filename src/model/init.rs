@@ -1,4 +1,4 @@
-//! Weight initialization of the NCSN++-lite network (design spec `score-model.md` §4) and a seeded `VarMap` backend.
+//! Weight initialization of the NCSN++-lite network (docs/score-model.md §4) and a seeded `VarMap` backend.
 //!
 //! \[S21\] `layers.default_init(scale)` is `variance_scaling(scale, 'fan_avg', 'uniform')` (ported from JAX, the
 //! initialization of DDPM): `W ~ U(−b, b)` with `b = √(3·scale/fan_avg)`, `fan_avg = (fan_in + fan_out)/2`, where for
@@ -6,10 +6,10 @@
 //! field). `scale = 0` means `1e-10`, so "zero-initialized" layers are tiny but not exactly zero (as in \[S21\]).
 //! Biases start at zero (`nn.init.zeros_`).
 //!
-//! `VarBuilder::from_varmap` draws `Init::Uniform` from candle's RNG, which cannot be seeded on the CPU (spec §1).
-//! [`seeded_var_builder`] is a drop-in replacement that fills a [`VarMap`] from a host `ChaCha8Rng` instead, one
-//! stream per variable name, so the initial weights depend only on `ModelConfig::seed` and the variable's name (not on
-//! the construction order, device or thread count).
+//! `VarBuilder::from_varmap` draws `Init::Uniform` from candle's RNG, which cannot be seeded on the CPU
+//! (docs/score-model.md §1). [`seeded_var_builder`] is a drop-in replacement that fills a [`VarMap`] from a host
+//! `ChaCha8Rng` instead, one stream per variable name, so the initial weights depend only on `ModelConfig::seed` and
+//! the variable's name (not on the construction order, device or thread count).
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
@@ -44,9 +44,9 @@ pub(crate) fn weight_and_bias(
     Ok((w, b))
 }
 
-/// A `VarBuilder` that creates missing variables in `varmap` with values drawn on the host (spec §1): variable
-/// `name` gets its own `ChaCha8Rng::seed_from_u64(seed)` stream (FNV-1a hash of the name with the top bit set, so it
-/// never meets stream 1 of the Fourier features). Supports `Init::Const`, `Uniform` and `Randn` (all the network
+/// A `VarBuilder` that creates missing variables in `varmap` with values drawn on the host (docs/score-model.md §1):
+/// variable `name` gets its own `ChaCha8Rng::seed_from_u64(seed)` stream (FNV-1a hash of the name with the top bit set,
+/// so it never meets stream 1 of the Fourier features). Supports `Init::Const`, `Uniform` and `Randn` (all the network
 /// uses). Existing variables are returned as they are (shape-checked), exactly like `VarBuilder::from_varmap`.
 pub fn seeded_var_builder(
     varmap: &VarMap,

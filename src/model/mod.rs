@@ -1,4 +1,4 @@
-//! The conditional NCSN++-lite score network (design spec `score-model.md` §4) and its configuration.
+//! The conditional NCSN++-lite score network (docs/score-model.md §4) and its configuration.
 //!
 //! - [`config`]: [`ModelConfig`] and its presets.
 //! - [`embedding`]: Gaussian Fourier / sinusoidal noise embeddings and the time-embedding MLP.
@@ -14,8 +14,8 @@
 //!
 //! From [`param_count`] and [`forward_flops`] (printed by the test `model::unet::tests::sizes_table`; 1 MAC = 2 FLOP,
 //! convolutions, dense layers, attention projections and products; GroupNorm/activations not counted). The parameter
-//! counts equal spec §6 and the PyTorch reference `benches/reference/unet_torch.py`; the Fourier matrix (`nf`
-//! constants) is not counted.
+//! counts equal docs/score-model.md §6 and the PyTorch reference `benches/reference/unet_torch.py`; the Fourier matrix
+//! (`nf` constants) is not counted.
 //!
 //! | preset | params | forward GFLOP / sample |
 //! |---|---:|---:|

@@ -1,4 +1,4 @@
-//! The conditional NCSN++-lite U-Net (design spec `score-model.md` §4): \[S21\] `ncsnpp.NCSNpp` with
+//! The conditional NCSN++-lite U-Net (docs/score-model.md §4): \[S21\] `ncsnpp.NCSNpp` with
 //! `resblock_type = 'biggan'`, `progressive = progressive_input = 'none'`, `fir = False`, `attention_type = 'ddpm'`,
 //! `conditional = True`, and the condition concatenated to the (scaled) noisy target as extra input channels
 //! (\[H25\]).
@@ -35,9 +35,10 @@ struct UpLevel {
     upsample: Option<ResnetBlockBigGAN>,
 }
 
-/// The conditional NCSN++-lite score network `F_θ(c_in·x, y, c_noise)` (spec §4).
+/// The conditional NCSN++-lite score network `F_θ(c_in·x, y, c_noise)` (docs/score-model.md §4).
 ///
-/// Layout (\[S21\] `ncsnpp.NCSNpp.__init__`/`forward`; `L = ch_mult.len()`, `C_l = nf·ch_mult[l]`, `R = num_res_blocks`):
+/// Layout (\[S21\] `ncsnpp.NCSNpp.__init__`/`forward`; `L = ch_mult.len()`, `C_l = nf·ch_mult[l]`,
+/// `R = num_res_blocks`):
 ///
 /// ```text
 /// temb = Dense₁(SiLU(Dense₀(Fourier(label) | Positional(label))))                  temb.{fourier.W, dense0, dense1}

@@ -1,9 +1,9 @@
 //! A grid of map panels (rows × columns of `[N, N]` maps): example clusters, posterior samples, residuals.
 //!
-//! Every column has one fixed colour scale and one colour bar, so panels in a column are directly comparable
-//! (the point of showing several clusters or samples side by side). Maps are drawn pixel for pixel (nearest
-//! neighbour, integer upscaling): smoothing would invent structure the model never saw. Row 0 of a map is drawn
-//! at the bottom, because the spec's y coordinate grows with the row index (matplotlib's `origin="lower"`).
+//! Every column has one fixed colour scale and one colour bar, so panels in a column are directly comparable (the point
+//! of showing several clusters or samples side by side). Maps are drawn pixel for pixel (nearest neighbour, integer
+//! upscaling): smoothing would invent structure the model never saw. Row 0 of a map is drawn at the bottom, because the
+//! maps' y coordinate (docs/mock-clusters.md §1) grows with the row index (matplotlib's `origin="lower"`).
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -122,7 +122,8 @@ pub enum MarkerShape {
     Cross,
 }
 
-/// A marked sky position `[x, y]` in kpc from the map centre (spec §1 axes: x along columns, y along rows).
+/// A marked sky position `[x, y]` in kpc from the map centre (docs/mock-clusters.md §1 axes: x along columns, y along
+/// rows).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Marker {
     pub at_kpc: [f64; 2],
@@ -170,8 +171,8 @@ impl<'a> ImageRow<'a> {
 }
 
 /// The whole grid. Maps are row-major `[n_pix, n_pix]` with square pixels of `pixel_kpc`; the map centre is the
-/// geometric centre of the array (spec §1). `scale_bar_kpc` draws a bar of that length in the first panel of
-/// every row.
+/// geometric centre of the array (docs/mock-clusters.md §1). `scale_bar_kpc` draws a bar of that length in the first
+/// panel of every row.
 #[derive(Debug, Clone)]
 pub struct ImageGrid<'a> {
     pub title: Option<String>,

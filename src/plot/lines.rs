@@ -268,7 +268,7 @@ impl<'a> LinePanel<'a> {
 }
 
 /// A figure of line panels in rows of `cols`. Rows with sub-panels or panel titles are taller than
-/// [`chart::canvas_size`]'s rows by what those need, so main plots keep their size.
+/// [`canvas_size`](crate::plot::chart::canvas_size)'s rows by what those need, so main plots keep their size.
 #[derive(Debug, Clone)]
 pub struct LineFigure<'a> {
     pub title: Option<String>,

@@ -20,6 +20,16 @@ pub fn target_limits(c: usize) -> (f64, f64) {
     }
 }
 
+/// Colour limits of a mock input channel by name: `y` (Compton y) and `S_X` (erg s⁻¹ cm⁻² arcmin⁻²), fixed like
+/// [`target_limits`] so that inputs compare across figures; a wide range for any other channel.
+pub fn input_limits(channel: &str) -> (f64, f64) {
+    match channel {
+        "y" => (1e-8, 3e-4),
+        "S_X" => (1e-18, 1e-11),
+        _ => (1e-18, 1.0),
+    }
+}
+
 /// Markup name of target channel `c` (`gas`, `DM`; `ch c` for a third one).
 pub fn target_name(c: usize) -> String {
     match c {
@@ -62,22 +72,14 @@ fn posterior_columns(p: &SampleResult, c: usize) -> Vec<ImageColumn> {
     let mut cols: Vec<ImageColumn> = p
         .input_channels
         .iter()
-        .map(|ch| match ch.as_str() {
-            "y" => ImageColumn::log("y (input)", "Compton y", 1e-8, 3e-4, Colormap::Viridis),
-            "S_X" => ImageColumn::log(
-                "S_X (input)",
-                "S_X [erg s^{-1} cm^{-2}\narcmin^{-2}]",
-                1e-18,
-                1e-11,
-                Colormap::Viridis,
-            ),
-            other => ImageColumn::log(
-                &format!("{other} (input)"),
-                other,
-                1e-18,
-                1.0,
-                Colormap::Viridis,
-            ),
+        .map(|ch| {
+            let (lo, hi) = input_limits(ch);
+            let unit = match ch.as_str() {
+                "y" => "Compton y",
+                "S_X" => "S_X [erg s^{-1} cm^{-2}\narcmin^{-2}]",
+                other => other,
+            };
+            ImageColumn::log(&format!("{ch} (input)"), unit, lo, hi, Colormap::Viridis)
         })
         .collect();
     cols.push(ImageColumn::log(

@@ -1,6 +1,6 @@
-//! The one sampling driver every sampler shares (spec §8): [`sample_with`] validates the request, orders the rows
-//! `r = b·S + s`, cuts them into chunks and gives each row its own noise stream ([`row_rng`]); a [`Sampler`] only
-//! implements the update rule on a [`Chunk`].
+//! The one sampling driver every sampler shares (docs/samplers.md §2): [`sample_with`] validates the request, orders
+//! the rows `r = b·S + s`, cuts them into chunks and gives each row its own noise stream ([`row_rng`]); a [`Sampler`]
+//! only implements the update rule on a [`Chunk`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,14 +15,14 @@ use crate::progress::progress_bar;
 use crate::sde::{standard_normals_scaled, AnySde};
 use crate::{Error, Result};
 
-/// Options of one sampling call (spec §8).
+/// Options of one sampling call (docs/samplers.md §2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleOpts {
     /// Posterior samples S per condition.
     pub n_samples: usize,
     /// Master seed; with `cond_offset + b` and `s` it fixes every noise draw of sample `(b, s)`.
     pub seed: u64,
-    /// Rows (condition × sample pairs) per network call: 64 suits a CPU, 512 a GPU (spec §8).
+    /// Rows (condition × sample pairs) per network call: 64 suits a CPU, 512 a GPU (docs/samplers.md §2).
     pub max_batch: usize,
     /// Global index of `cond[0]`: a test set sampled in several calls passes the index of each call's first
     /// condition, so that condition `i` always gets the same noise however the set is split.
@@ -45,8 +45,8 @@ impl Default for SampleOpts {
 }
 
 /// The noise stream of row `(b, s)`: `ChaCha8Rng::seed_from_u64(seed)` on stream `cond_index·2³² + s`, where
-/// `cond_index = cond_offset + b` (spec §8). Requires `cond_index < 2³²` and `s < 2³²` (checked by the driver), so
-/// distinct rows never share a stream.
+/// `cond_index = cond_offset + b` (docs/samplers.md §2). Requires `cond_index < 2³²` and `s < 2³²` (checked by the
+/// driver), so distinct rows never share a stream.
 pub fn row_rng(seed: u64, cond_index: u64, sample: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream((cond_index << 32) | sample);
@@ -158,10 +158,10 @@ pub trait Sampler {
     }
 }
 
-/// The sampling driver (spec §8). Checks `o`, the sampler's settings and `cond` (rank 4, float, `C_in`, `H`, `W` of
-/// the model's [`ModelShape`], finite), orders rows `r = b·S + s`, runs chunks of at most `o.max_batch` rows with row
-/// `(b, s)` drawing from [`row_rng`]`(seed, cond_offset + b, s)`, and returns `[B, S, C_out, H, W]`. A non-finite
-/// sample is an error naming the sampler (a diverging sampler must not pass silently into metrics).
+/// The sampling driver (docs/samplers.md §2). Checks `o`, the sampler's settings and `cond` (rank 4, float, `C_in`,
+/// `H`, `W` of the model's [`ModelShape`], finite), orders rows `r = b·S + s`, runs chunks of at most `o.max_batch`
+/// rows with row `(b, s)` drawing from [`row_rng`]`(seed, cond_offset + b, s)`, and returns `[B, S, C_out, H, W]`. A
+/// non-finite sample is an error naming the sampler (a diverging sampler must not pass silently into metrics).
 pub fn sample_with<S, M>(sampler: &S, m: &M, cond: &Tensor, o: &SampleOpts) -> Result<Tensor>
 where
     S: Sampler + ?Sized,

@@ -2,8 +2,8 @@
 //! `S_churn = 0`.
 //!
 //! Schedule (\[K22\] Eq. 5, f64): `σ_i = (σ_max^{1/ρ} + i/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ`, `i < N`, `σ_N = 0`,
-//! with σ_min, σ_max clamped to the model's trained range ([`Denoiser::sigma_range`]; VE: `[σ_min, σ_max]` of the
-//! SDE), so one VE-trained network is sampled by PC and by Heun alike (spec §8). Start `x = σ_0 z`. Each step:
+//! with σ_min, σ_max clamped to the model's trained range ([`Denoiser::sigma_range`]; VE: `[σ_min, σ_max]` of the SDE),
+//! so one VE-trained network is sampled by PC and by Heun alike (docs/samplers.md §7). Start `x = σ_0 z`. Each step:
 //!
 //! - churn `γ = min(S_churn/N, √2 − 1)` if `S_min ≤ σ_i ≤ S_max`, else 0; `σ̂ = σ_i(1 + γ)`,
 //!   `x̂ = x + √(σ̂² − σ_i²)·S_noise·z`;
@@ -101,8 +101,8 @@ impl EdmHeun {
         }
     }
 
-    /// The stochastic preset of spec §8 (\[K22\] ImageNet settings): S_churn = 40, S_min = 0.05, S_max = 50,
-    /// S_noise = 1.003.
+    /// The stochastic preset of docs/samplers.md §7 (\[K22\] ImageNet settings): S_churn = 40, S_min = 0.05, S_max =
+    /// 50, S_noise = 1.003.
     pub fn stochastic(n: usize) -> Self {
         EdmHeun {
             n,

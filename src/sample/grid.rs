@@ -49,7 +49,7 @@ pub enum SigmaGrid {
 }
 
 /// `n ≥ 2` decreasing noise levels from σ_max to σ_min on `grid`, both ends clamped to the model's trained range
-/// `sigma_range()` (spec §8; `None` = the range's end). All in f64.
+/// `sigma_range()` (docs/samplers.md §3; `None` = the range's end). All in f64.
 pub(crate) fn sigma_levels<M: ScoreFn + Denoiser>(
     m: &M,
     grid: SigmaGrid,

@@ -1,7 +1,8 @@
-//! Posterior samplers for the conditional score model (design spec `score-model.md` §8).
+//! Posterior samplers for the conditional score model (docs/samplers.md).
 //!
-//! Four families, all generic over the [`ScoreFn`] + [`Denoiser`] interfaces of `precond.rs`, so the same
-//! VE-trained network can be sampled by every one of them (the fair quality-vs-NFE comparison of spec §8):
+//! Four families, all generic over the [`ScoreFn`](crate::precond::ScoreFn) + [`Denoiser`](crate::precond::Denoiser)
+//! interfaces of `precond.rs`, so the same VE-trained network can be sampled by every one of them (the fair
+//! quality-vs-NFE comparison of docs/samplers.md):
 //!
 //! | sampler | source | NFE / sample |
 //! |---|---|---|
@@ -10,15 +11,15 @@
 //! | [`OdeSampler`] | \[S21\] Eq. 13 probability-flow ODE, fixed-step RK4 or Heun in σ | 4M (+1) / 2M − 1 |
 //! | [`EdmHeun`] | \[K22\] Alg. 2, `generate.py` `edm_sampler` | 2N − 1 |
 //!
-//! **One driver** ([`sample_with`], reached through [`Sampler::sample`]) does everything that is not the update
-//! rule: it validates the condition against the model's [`ModelShape`](crate::precond::ModelShape), repeats it to `[B·S, C_in, H, W]` rows,
-//! processes chunks of at most `max_batch` rows, and gives every row its own noise stream (see [`row_rng`]). A
-//! sampler only implements [`Sampler::run_chunk`], drawing all its noise through [`Chunk`]; therefore a sample
-//! depends on `(seed, cond_offset + b, s)` and on nothing else — not on the chunking, not on which other conditions
-//! share the call, not on the device (spec §1: host ChaCha, never candle's RNG).
+//! **One driver** ([`sample_with`], reached through [`Sampler::sample`]) does everything that is not the update rule:
+//! it validates the condition against the model's [`ModelShape`](crate::precond::ModelShape), repeats it to
+//! `[B·S, C_in, H, W]` rows, processes chunks of at most `max_batch` rows, and gives every row its own noise stream
+//! (see [`row_rng`]). A sampler only implements [`Sampler::run_chunk`], drawing all its noise through [`Chunk`];
+//! therefore a sample depends on `(seed, cond_offset + b, s)` and on nothing else — not on the chunking, not on which
+//! other conditions share the call, not on the device (docs/score-model.md §1: host ChaCha, never candle's RNG).
 //!
 //! Samples come back in the standardized log space the network was trained in; [`to_physical`] maps them to physical
-//! units with the training split's [`NormStats`].
+//! units with the training split's [`NormStats`](crate::data::transform::NormStats).
 //!
 //! [`run`] puts it together for a dataset: [`SampleSession`] loads a checkpoint and a dataset that fit each other,
 //! samples consecutive clusters of a split and writes the `.npy` outputs of `clustermaps sample`.
@@ -42,6 +43,6 @@ pub use kind::{AnySampler, SamplerKind};
 pub use ode::{OdeMethod, OdeSampler};
 pub use pc::PredictorCorrector;
 pub use run::{
-    sample_clusters, to_physical, PosteriorModel, SampleOutputs, SampleRecord, SampleRequest,
-    SampleResult, SampleSession, SampleSpec,
+    first_with_dataset, sample_clusters, to_physical, training_dataset, PosteriorModel,
+    SampleOutputs, SampleRecord, SampleRequest, SampleResult, SampleSession, SampleSpec,
 };

@@ -10,7 +10,7 @@
 //!   with `S_churn = 0` and uses its step function [`heun_step`] (no second copy).
 //!
 //! The grid is the \[K22\] ρ-grid (default, ρ = 7) or a uniform grid in the SDE's `t` (\[S21\]'s time variable).
-//! \[S21\]'s adaptive RK45 (`scipy.integrate.solve_ivp`, rtol = atol = 1e-5) is not implemented (spec: optional).
+//! \[S21\]'s adaptive RK45 (`scipy.integrate.solve_ivp`, rtol = atol = 1e-5) is not implemented.
 
 use candle_core::Tensor;
 
@@ -46,7 +46,7 @@ pub struct OdeSampler {
 }
 
 impl Default for OdeSampler {
-    /// RK4, M = 50 (NFE 200), ρ-grid with ρ = 7, model σ range, no final denoising (spec §8 NFE table).
+    /// RK4, M = 50 (NFE 200), ρ-grid with ρ = 7, model σ range, no final denoising (docs/samplers.md §8 NFE table).
     fn default() -> Self {
         OdeSampler {
             method: OdeMethod::Rk4,

@@ -10,9 +10,9 @@
 //! - Corrector `langevin` (\[S21\] App. G Alg. 4 VE / Alg. 5 VP), `n_steps_each` times:
 //!   `ε = 2α(snr·‖z‖/‖s‖)²`, `x_mean = x + ε s`, `x = x_mean + √(2ε) z`, with `α = 1` (VE) or `α_i = 1 − β_i` (VP).
 //!
-//! **Deviation (spec §8, §12):** \[S21\] averages ‖s‖ and ‖z‖ over the batch before forming ε, which makes a sample
-//! depend on its batch mates (and on `max_batch`). We use per-sample norms by default; `batch_mean_snr = true`
-//! reproduces \[S21\] exactly (its samples then depend on the chunking).
+//! **Deviation (docs/samplers.md §5, docs/score-model.md §12):** \[S21\] averages ‖s‖ and ‖z‖ over the batch before
+//! forming ε, which makes a sample depend on its batch mates (and on `max_batch`). We use per-sample norms by default;
+//! `batch_mean_snr = true` reproduces \[S21\] exactly (its samples then depend on the chunking).
 
 use candle_core::{DType, Tensor};
 

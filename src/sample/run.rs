@@ -1,5 +1,5 @@
 //! Posterior samples for the clusters of a dataset split from a checkpoint: what `clustermaps sample` and notebook
-//! 03 run (design spec `score-model.md` §8).
+//! 03 run (docs/samplers.md §9).
 //!
 //! [`SampleSession::open`] loads the inference model (EMA weights) and opens the dataset, checking that they fit
 //! each other (map size, channel counts) and comparing normalisation statistics; [`SampleSession::sample`] draws
@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::driver::{SampleOpts, Sampler};
 use super::kind::{AnySampler, SamplerKind};
-use crate::checkpoint::{load_score_model, CheckpointMeta};
-use crate::data::dataset::{ArrayKind, Dataset, OpenOptions};
+use crate::checkpoint::{load_score_model, Checkpoint, CheckpointMeta, DATASET_DIR_KEY};
+use crate::data::dataset::{ArrayKind, Dataset, Manifest, OpenOptions};
 use crate::data::transform::{ChannelStats, Group, NormStats};
 use crate::io::{write_atomic, write_npy};
 use crate::precond::ScoreModel;
@@ -44,7 +44,7 @@ pub struct SampleSpec {
     /// Steps of the sampler (`None`: [`SamplerKind::default_steps`]).
     pub steps: Option<usize>,
     pub seed: u64,
-    /// Rows per network call (`None`: 64 on a CPU, 512 on a GPU, spec §8).
+    /// Rows per network call (`None`: 64 on a CPU, 512 on a GPU, docs/samplers.md §9).
     pub max_batch: Option<usize>,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -264,7 +264,7 @@ impl PosteriorModel {
         &self.checkpoint
     }
 
-    /// Default rows per network call on this device (spec §8).
+    /// Default rows per network call on this device (docs/samplers.md §9).
     pub fn default_max_batch(&self) -> usize {
         if self.device.is_cpu() {
             64
@@ -394,6 +394,38 @@ impl PosteriorModel {
     }
 }
 
+/// The dataset `checkpoint` was trained on, if it is on disk: the directory its provenance names
+/// ([`DATASET_DIR_KEY`], written by `clustermaps train`) under one of `roots`, else `fallback`; the first of these
+/// that holds a dataset of the model's map size. `Ok(None)` when none does.
+pub fn training_dataset(
+    checkpoint: &Path,
+    roots: &[&Path],
+    fallback: Option<&Path>,
+) -> Result<Option<PathBuf>> {
+    let meta = Checkpoint::read_meta(checkpoint)?;
+    let named = meta.info.get(DATASET_DIR_KEY).filter(|n| !n.is_empty());
+    let candidates = named
+        .into_iter()
+        .flat_map(|name| roots.iter().map(move |r| r.join(name)))
+        .chain(fallback.map(Path::to_path_buf));
+    Ok(candidates
+        .into_iter()
+        .find(|d| Manifest::load(d).is_ok_and(|m| m.geometry.n_pix == meta.model.image_size)))
+}
+
+/// The first of `checkpoints` that exists and whose training dataset is on disk ([`training_dataset`]), with that
+/// dataset: what to sample when several models may be around (a shipped one, a run still training).
+pub fn first_with_dataset(
+    checkpoints: &[&Path],
+    roots: &[&Path],
+    fallback: Option<&Path>,
+) -> Option<(PathBuf, PathBuf)> {
+    checkpoints.iter().filter(|c| c.exists()).find_map(|c| {
+        let data = training_dataset(c, roots, fallback).ok().flatten()?;
+        Some((c.to_path_buf(), data))
+    })
+}
+
 impl SampleSession {
     /// Loads the checkpoint's EMA model on `device` and opens the dataset `data` (structure checks; pixels are read
     /// when sampled). Errors if the model and the dataset differ in map size or channel counts (naming both);
@@ -446,7 +478,7 @@ impl SampleSession {
         &self.warnings
     }
 
-    /// Default rows per network call on this session's device (spec §8).
+    /// Default rows per network call on this session's device (docs/samplers.md §9).
     pub fn default_max_batch(&self) -> usize {
         self.posterior.default_max_batch()
     }

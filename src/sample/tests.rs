@@ -1,4 +1,4 @@
-//! Sampler tests of spec §10 (`samplers_gaussian_posterior`, `ode_closed_form`, `nfe_counts`,
+//! Sampler tests of docs/samplers.md §10 (`samplers_gaussian_posterior`, `ode_closed_form`, `nfe_counts`,
 //! `seed_reproducibility`, `shapes`) against an analytic linear-Gaussian posterior.
 
 use candle_core::{DType, Device, Tensor};
@@ -222,11 +222,11 @@ fn heun_predicted_var(h: &EdmHeun, model: &Gauss, var0: f64) -> f64 {
 
 #[test]
 fn samplers_gaussian_posterior_heun() {
-    // Spec §10 asks for the std within 2 % at N = 18 (churn 0 and 40). That is below Heun's own discretization
+    // A 2 % tolerance on the std at N = 18 (churn 0 and 40) would be below Heun's own discretization
     // error on this grid (σ ∈ [0.01, 50], ρ = 7), which the oracle above computes exactly: std ratio 1.058 (s = 0.1)
     // and 1.031 (s = 1) at N = 18 without churn, 1.143 / 1.085 with the S_churn = 40 preset (γ = √2 − 1 at every
     // churned level). So every configuration is checked against its oracle value (±0.015 ≈ 5 standard errors at
-    // n = 65536: this tests the implementation), and against the true posterior (spec: 2 %) where the
+    // n = 65536: this tests the implementation), and against the true posterior (to 2 %) where the
     // discretization error allows it: deterministic N = 40 (0.6 %) and stochastic N = 160 (0.5 %).
     let churn40 = EdmHeun {
         s_churn: 40.0,
@@ -347,7 +347,7 @@ fn ode_closed_form() {
                  (implementation vs scalar oracle {e_impl:.2e})"
             );
             assert!(e_rk4 < 1e-4, "RK4 s={s} {dtype:?}: {e_rk4}");
-            // Spec §10 says 1e-3 for Heun N = 40; its own discretization error on σ ∈ [0.01, 50] is 1.1e-2
+            // A tolerance of 1e-3 for Heun N = 40 is below its own discretization error on σ ∈ [0.01, 50], 1.1e-2
             // (s = 0.1) and 5.6e-3 (s = 1) — second order, see below — so 1e-3 needs N ≈ 130.
             assert!(e_heun < 1.5e-2, "Heun s={s} {dtype:?}: {e_heun}");
             assert!(e_impl < 1e-5, "Heun s={s} {dtype:?} vs oracle: {e_impl}");
@@ -408,7 +408,7 @@ fn nfe_counts() {
         s.sample(&counting, &c, &opts(5, 0, 2)).unwrap();
         assert_eq!(counting.calls(), 3 * want, "{} (three chunks)", s.name());
     }
-    // Defaults of the spec §8 NFE table.
+    // Defaults of the NFE table of docs/samplers.md §8.
     let nfe = |k: SamplerKind| k.build(None).unwrap().nfe();
     assert_eq!(nfe(SamplerKind::Pc), 2000);
     assert_eq!(nfe(SamplerKind::Em), 1000);

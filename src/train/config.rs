@@ -1,4 +1,4 @@
-//! [`TrainConfig`] and [`RunConfig`] (design spec `score-model.md` §6): what a training run does, read from the
+//! [`TrainConfig`] and [`RunConfig`] (docs/score-model.md §6): what a training run does, read from the
 //! `[train]` table of a run TOML; presets `paper`, `cpu` and `tiny` to match the model presets.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ use crate::model::{ModelConfig, PrecondKind};
 use crate::optim::AdamParams;
 use crate::{Error, Result};
 
-/// Which training objective (spec §5).
+/// Which training objective (docs/score-model.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LossKind {
@@ -31,7 +31,7 @@ pub enum Augment {
 }
 
 /// Hyper-parameters of a training run. Defaults from \[S21\] `configs/default_*_configs.py` and
-/// `ve/cifar10_ncsnpp_continuous.py` where they exist (spec §6).
+/// `ve/cifar10_ncsnpp_continuous.py` where they exist (docs/score-model.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -66,7 +66,7 @@ pub struct TrainConfig {
     pub val_clusters: usize,
     /// Diffusion times at which the validation loss is measured (fixed noise seeds).
     pub val_times: Vec<f64>,
-    /// Training maps used by Technique 1 for σ_max (spec §3).
+    /// Training maps used by Technique 1 for σ_max (docs/score-model.md §3).
     pub sigma_max_maps: usize,
     /// EDM loss only: share of each batch whose noise level is drawn log-uniformly on
     /// `[large_sigma_min, model.sde.sigma_max]` instead of from the \[K22\] log-normal
@@ -79,7 +79,7 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The paper-like run (batch 64, 200 k steps), spec §6.
+    /// The paper-like run (batch 64, 200 k steps), docs/score-model.md §6.
     fn default() -> Self {
         TrainConfig {
             batch_size: 64,

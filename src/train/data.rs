@@ -1,5 +1,5 @@
 //! Training data in memory: standardized condition/target arrays of one split, seeded batch order, the dihedral
-//! augmentation and Technique 1 for σ_max (design spec `score-model.md` §3, §6, §7).
+//! augmentation and Technique 1 for σ_max (docs/score-model.md §3, §6, §7).
 
 use candle_core::{DType, Device, Tensor};
 use rand_core::RngCore;
@@ -177,8 +177,8 @@ pub fn draw_d4(rng: &mut impl RngCore, n: usize, augment: bool) -> Vec<u8> {
         .collect()
 }
 
-/// Technique 1 of \[SE20\] (spec §3): the largest Euclidean distance between two of the first `max_maps` training
-/// targets (all channels and pixels, standardized units), computed exactly in f64 from the Gram matrix
+/// Technique 1 of \[SE20\] (docs/score-model.md §3): the largest Euclidean distance between two of the first `max_maps`
+/// training targets (all channels and pixels, standardized units), computed exactly in f64 from the Gram matrix
 /// (`‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b`), rounded up to two significant digits.
 pub fn sigma_max_rule(data: &SplitData, max_maps: usize) -> Result<(f64, f64)> {
     let m = data.n.min(max_maps);

@@ -1,11 +1,11 @@
-//! Training of the conditional score model (design spec `score-model.md` §7): [`Trainer`] runs seeded steps of
+//! Training of the conditional score model (docs/score-model.md §7): [`Trainer`] runs seeded steps of
 //! DSM or EDM loss with AdamW, warm-up, global-norm clipping and EMA, validates at fixed noise levels and seeds,
 //! logs every step, and writes atomic checkpoints from which a killed run resumes bit for bit.
 //!
-//! **Randomness** (spec §1, §7): the batch order of epoch `e` is a permutation drawn from `(seed, e)` alone; the
-//! augmentation draws from the `data` stream; times, noise and dropout masks from the `noise` stream. Both streams
-//! are saved in checkpoints ([`crate::rng::RngState`]), so a run interrupted at a checkpoint and resumed reproduces
-//! the uninterrupted loss curve exactly (same device and thread count).
+//! **Randomness** (docs/score-model.md §1, §7): the batch order of epoch `e` is a permutation drawn from `(seed, e)`
+//! alone; the augmentation draws from the `data` stream; times, noise and dropout masks from the `noise` stream. Both
+//! streams are saved in checkpoints ([`crate::rng::RngState`]), so a run interrupted at a checkpoint and resumed
+//! reproduces the uninterrupted loss curve exactly (same device and thread count).
 //!
 //! **Run directory** (`--out`): `run.toml` (the configuration), `train_log.csv` (every step: loss, per-dimension
 //! loss, gradient norm, learning rate, seconds), `val_log.csv` (validation losses per noise level), `.npy` copies of
@@ -108,8 +108,8 @@ pub fn load_splits(ds: &Dataset, val_clusters: usize) -> Result<(SplitData, Opti
 }
 
 impl RunConfig {
-    /// Makes the model fit a dataset's map size and channel counts. Presets adapt (`image_size` and, at 128², the
-    /// spec's `ch_mult` with one more level); a configuration file must already agree.
+    /// Makes the model fit a dataset's map size and channel counts. Presets adapt (`image_size` and, at 128², one
+    /// more full-resolution level in `ch_mult`, docs/score-model.md §6); a configuration file must already agree.
     pub fn fit_to_data(
         &mut self,
         n_pix: usize,
@@ -120,7 +120,7 @@ impl RunConfig {
         let m = &mut self.model;
         if adapt {
             if n_pix >= 128 && m.image_size < 128 && m.ch_mult.len() >= 3 {
-                // Spec §6: one more full-resolution level at 128², attention stays at 16².
+                // docs/score-model.md §6: one more full-resolution level at 128², attention stays at 16².
                 m.ch_mult.insert(0, 1);
                 m.image_size *= 2;
             }
@@ -359,8 +359,8 @@ impl Trainer {
         Ok((p, e))
     }
 
-    /// One optimiser step (spec §7). Errors with [`Error::NonFinite`] on a NaN/Inf loss or gradient norm before
-    /// touching the weights.
+    /// One optimiser step (docs/score-model.md §7). Errors with [`Error::NonFinite`] on a NaN/Inf loss or gradient norm
+    /// before touching the weights.
     pub fn step(&mut self) -> Result<StepStats> {
         let t0 = Instant::now();
         let tc = &self.cfg.train;
@@ -777,7 +777,7 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     };
     trainer
         .info
-        .insert("dataset_dir_name".into(), dir_name(&req.data));
+        .insert(checkpoint::DATASET_DIR_KEY.into(), dir_name(&req.data));
     trainer.attach_run_dir(&req.out)?;
     Ok((trainer, notes))
 }

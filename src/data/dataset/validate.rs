@@ -1,6 +1,6 @@
-//! The validation rules of mock spec §7, applied by [`Dataset::open_with`]. Each rule is one function; the first
-//! violation is returned as an [`Error`] naming dataset, split, file and value. Pixel rules stream one cluster
-//! at a time, so any dataset size validates in bounded memory.
+//! The validation rules of docs/mock-clusters.md §7, applied by [`Dataset::open_with`]. Each rule is one function; the
+//! first violation is returned as an [`Error`] naming dataset, split, file and value. Pixel rules stream one cluster at
+//! a time, so any dataset size validates in bounded memory.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,7 +24,7 @@ const STATS_RTOL: f64 = 1e-4;
 const PERCENTILE_ATOL: f64 = 4e-3;
 
 impl Dataset {
-    /// Opens `dir` with every check of spec §7 (rules 1–9; plausibility as warnings).
+    /// Opens `dir` with every check of docs/mock-clusters.md §7 (rules 1–9; plausibility as warnings).
     pub fn open(dir: &Path) -> Result<Self> {
         Self::open_with(dir, &OpenOptions::default())
     }
@@ -573,8 +573,8 @@ fn count_of(n: u64, noun: &str) -> String {
     }
 }
 
-/// Rule 7: per-cluster numbers whose medians catch unit mix-ups. Uses the fixed channel order of spec §6
-/// (inputs: y first; targets: Σ_gas, Σ_DM).
+/// Rule 7: per-cluster numbers whose medians catch unit mix-ups. Uses the fixed channel order of
+/// docs/mock-clusters.md §6 (inputs: y first; targets: Σ_gas, Σ_DM).
 #[derive(Debug, Default)]
 struct Plausibility {
     central_dm: Vec<f64>,

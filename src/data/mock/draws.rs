@@ -1,7 +1,7 @@
-//! The random draws of one cluster, one function per random stream of the seed (spec §1): the host (stream 0),
-//! the merger (2), the background slab (3) and the ICM fluctuations (4); the subhalos (1) are drawn in
-//! `subhalos.rs`. Each stream has its own generator, so the draws of one never shift another's, and within a stream
-//! the order of the draws is fixed (the golden hashes of the generator depend on it).
+//! The random draws of one cluster, one function per random stream of the seed (docs/mock-clusters.md §1): the host
+//! (stream 0), the merger (2), the background slab (3) and the ICM fluctuations (4); the subhalos (1) are drawn in
+//! `subhalos.rs`. Each stream has its own generator, so the draws of one never shift another's, and within a stream the
+//! order of the draws is fixed (the golden hashes of the generator depend on it).
 
 use crate::data::config::{MockConfig, Physics};
 use crate::data::fields::GridField;
@@ -61,7 +61,7 @@ impl Draws {
     }
 }
 
-/// Concentration with lognormal scatter, clipped (spec §2.1).
+/// Concentration with lognormal scatter, clipped (docs/mock-clusters.md §2.1).
 pub(super) fn draw_concentration(m200: f64, cfg: &MockConfig, d: &mut Draws) -> (f64, f64) {
     let c_mean = concentration_mean(m200, cfg.z, &cfg.halo);
     let c = (c_mean * 10f64.powf(d.normal(cfg.halo.c_scatter_dex)))
@@ -69,7 +69,7 @@ pub(super) fn draw_concentration(m200: f64, cfg: &MockConfig, d: &mut Draws) -> 
     (c, c_mean)
 }
 
-/// The random ingredients of one ICM (spec §2.4), drawn in a fixed order.
+/// The random ingredients of one ICM (docs/mock-clusters.md §2.4), drawn in a fixed order.
 pub(super) struct GasDraw {
     pub(super) p0_ln: f64,
     pub(super) c500_ln: f64,
@@ -212,7 +212,8 @@ impl MergerDraw {
     }
 }
 
-/// The background slab's lognormal amplitude and Gaussian field (stream 3), on the fixed 2L × 2L grid (spec §2.7).
+/// The background slab's lognormal amplitude and Gaussian field (stream 3), on the fixed 2L × 2L grid
+/// (docs/mock-clusters.md §2.7).
 pub(super) fn draw_background(seed: u64, cfg: &MockConfig) -> Option<(f64, GridField)> {
     cfg.background_on().then(|| {
         let b = &cfg.background;

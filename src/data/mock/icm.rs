@@ -1,5 +1,5 @@
-//! The intracluster medium of a halo (spec §2.4): the spherical gas model built from a halo and its draws, and its
-//! projection table.
+//! The intracluster medium of a halo (docs/mock-clusters.md §2.4): the spherical gas model built from a halo and its
+//! draws, and its projection table.
 
 use super::draws::GasDraw;
 use crate::data::config::MockConfig;
@@ -15,8 +15,8 @@ pub(super) struct Icm {
     pub(super) c500: f64,
 }
 
-/// Builds the ICM of a halo (spec §2.4). `gas_keep` scales the gas mass (merger stripping), `pressure_boost` the
-/// pressure (shock heating), `r_trunc` is where every gas profile ends.
+/// Builds the ICM of a halo (docs/mock-clusters.md §2.4). `gas_keep` scales the gas mass (merger stripping),
+/// `pressure_boost` the pressure (shock heating), `r_trunc` is where every gas profile ends.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_icm(
     halo: &Nfw,

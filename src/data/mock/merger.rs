@@ -1,4 +1,4 @@
-//! The merging secondary (spec §2.6): a second halo with its own ICM, and the gas–DM offsets of both.
+//! The merging secondary (docs/mock-clusters.md §2.6): a second halo with its own ICM, and the gas–DM offsets of both.
 
 use super::draws::MergerDraw;
 use super::icm::{build_icm, project_icm};
@@ -6,7 +6,7 @@ use crate::data::config::MockConfig;
 use crate::data::halo::Nfw;
 use crate::data::project::{ProjTable, Quadrature};
 
-/// The merging secondary (spec §2.6): spherical, truncated at its R200c.
+/// The merging secondary (docs/mock-clusters.md §2.6): spherical, truncated at its R200c.
 #[derive(Debug, Clone)]
 pub(super) struct Secondary {
     pub(super) pos: [f64; 3],

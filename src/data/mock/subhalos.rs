@@ -1,5 +1,5 @@
-//! Subhalos (spec §2.5): truncated NFW dark-matter clumps with stripped, displaced β-model gas, drawn from stream 1,
-//! and the shared projection table of the clumps' gas.
+//! Subhalos (docs/mock-clusters.md §2.5): truncated NFW dark-matter clumps with stripped, displaced β-model gas, drawn
+//! from stream 1, and the shared projection table of the clumps' gas.
 
 use super::draws::{draw_concentration, Draws};
 use crate::data::config::MockConfig;
@@ -8,7 +8,8 @@ use crate::data::halo::{m_nfw, Nfw};
 use crate::data::project::{mat_vec, unit_volume_axes, ProjTable, Quadrature};
 use crate::data::rng::Stream;
 
-/// A subhalo (spec §2.5): truncated NFW dark matter plus a stripped, displaced, isothermal β-model gas clump.
+/// A subhalo (docs/mock-clusters.md §2.5): truncated NFW dark matter plus a stripped, displaced, isothermal β-model gas
+/// clump.
 #[derive(Debug, Clone)]
 pub(super) struct Subhalo {
     /// 3-D position of the DM centre in the observer frame \[kpc\].
@@ -48,8 +49,8 @@ pub(super) fn clump_gas_table(subhalos: &[Subhalo], cfg: &MockConfig) -> Option<
     })
 }
 
-/// Draws the subhalo population (spec §2.5) from stream 1. Returns the subhalos and their bound mass as a fraction
-/// of M200c.
+/// Draws the subhalo population (docs/mock-clusters.md §2.5) from stream 1. Returns the subhalos and their bound mass
+/// as a fraction of M200c.
 pub(super) fn draw_subhalos(
     seed: u64,
     cfg: &MockConfig,
@@ -116,9 +117,10 @@ pub(super) fn draw_subhalos(
         let r_t =
             (d3 * (m / (3.0 * host.mass_within(d3))).cbrt()).clamp(sc.d_min_r200 * r200, r200);
         // The infall NFW (mass m inside R200c(m)) cut at r_t: stripping removes the outskirts, it does not compress
-        // the cusp. The spec instead renormalises the clump to hold all of m inside r_t, which raises its central
-        // density by m(c)/m(τ) ≈ 2 and made the brightest Σ_DM pixel a subhalo, 500–1000 kpc from the centre, in
-        // 11 % of non-merging clusters (its own import check asks for ≤ 10 % in all clusters). The stripped mass
+        // the cusp. Renormalising the clump to hold all of m inside r_t (the first version of the model) raises its
+        // central density by m(c)/m(τ) ≈ 2 and made the brightest Σ_DM pixel a subhalo, 500–1000 kpc from the
+        // centre, in 11 % of non-merging clusters (rule 7 of docs/mock-clusters.md §7 allows ≤ 10 % in all
+        // clusters). The stripped mass
         // m − m_bound stays in the smooth host (see `dm_norm`), so the total DM mass is unchanged.
         let tau = r_t / rs;
         let rho_s = m / (4.0 * std::f64::consts::PI * rs.powi(3) * m_nfw(c));

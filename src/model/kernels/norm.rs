@@ -1,4 +1,4 @@
-//! GroupNorm (optionally fused with SiLU) for the NCSN++-lite blocks (design spec `score-model.md` §4).
+//! GroupNorm (optionally fused with SiLU) for the NCSN++-lite blocks (docs/score-model.md §4).
 //!
 //! \[S21\] uses `nn.GroupNorm(num_groups = min(C/4, 32), C, eps = 1e-6)` everywhere, followed by SiLU except inside
 //! the attention block. candle 0.11 composes `candle_nn::GroupNorm` from ~8 tensor ops, SiLU adds more, and their

@@ -408,7 +408,7 @@ fn sizes_table() {
             forward_flops(&cfg) / 1e9
         );
     }
-    // Spec §6 and the PyTorch reference (benches/reference/unet_torch.py).
+    // docs/score-model.md §6 and the PyTorch reference (benches/reference/unet_torch.py).
     assert_eq!(param_count(&ModelConfig::paper()), 9_881_154);
     assert_eq!(param_count(&ModelConfig::cpu()), 1_758_242);
     assert_eq!(param_count(&ModelConfig::tiny()), 190_370);

@@ -1,4 +1,5 @@
-//! [`evaluate`]: every metric of this module for a set of clusters with posterior samples, grouped by mass bin.
+//! [`evaluate`]: every metric of this module for a set of clusters with posterior samples, grouped by mass bin, in
+//! two passes.
 //!
 //! Work is split in two passes so that N = 1000 clusters stay fast on two cores: a parallel pass over clusters
 //! (rayon) computes everything that needs pixels — profiles, aperture masses, FFTs, pixel errors and pixel
