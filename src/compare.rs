@@ -1,6 +1,6 @@
 //! `clustermaps compare`: the fixed evaluation that decides whether a newly trained checkpoint replaces the shipped
-//! one. Every checkpoint is evaluated by [`crate::reproduce::reproduce`] on the same test clusters with the same
-//! sampler, steps and seed, and summarised by one score.
+//! one, and which sampler to use. Every (checkpoint, sampler) pair is evaluated by [`crate::reproduce::reproduce`]
+//! on the same test clusters with the same seed, and summarised by one score.
 //!
 //! **The score** is the mean, over the claims rows (all clusters and each mass bin, gas and DM) and over eight
 //! columns, of `value / target`: the four claims of the paper (profile mean and spread errors, |b − 1| and |1 − r|
@@ -19,27 +19,28 @@ use serde::Serialize;
 
 use crate::metrics::{ClaimRow, Claims};
 use crate::reproduce::{reproduce, Mode, ReproduceOptions};
+use crate::sample::SamplerChoice;
 use crate::{Error, Result};
 
 /// Cap of one column's `value / target` in the score.
 pub const SCORE_CAP: f64 = 10.0;
 
-/// The fixed evaluation: test clusters `0..clusters`, `samples` per cluster, Heun with `steps`, seed 0.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The fixed evaluation: test clusters `0..clusters`, `samples` per cluster, each sampler, seed 0.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Protocol {
     pub clusters: usize,
     pub samples: usize,
-    pub steps: usize,
+    pub samplers: Vec<SamplerChoice>,
     pub seed: u64,
 }
 
 impl Default for Protocol {
-    /// 48 test clusters × 4 samples, Heun N = 18 (NFE 35): about 10 minutes per checkpoint on 2 CPU cores.
+    /// 48 test clusters × 4 samples, Heun N = 18 (NFE 35): about 10 minutes per checkpoint on 2 idle CPU cores.
     fn default() -> Self {
         Protocol {
             clusters: 48,
             samples: 4,
-            steps: 18,
+            samplers: vec![SamplerChoice::heun(18)],
             seed: 0,
         }
     }
@@ -73,11 +74,16 @@ pub fn judged(row: &ClaimRow, claims: &Claims) -> [(&'static str, f64, f64); 8] 
     ]
 }
 
-/// One checkpoint's result under the protocol.
+/// One (checkpoint, sampler) result under the protocol.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scored {
     pub checkpoint: PathBuf,
     pub step: u64,
+    /// The sampler as `compare --sampler` writes it, its full name and network evaluations per sample.
+    pub sampler: String,
+    pub sampler_name: String,
+    pub nfe: usize,
+    pub sample_seconds: f64,
     /// Mean capped `value / target` (module docs); lower is better.
     pub score: f64,
     /// Judged (row, column) entries within their target, and their number.
@@ -104,8 +110,8 @@ pub fn score(claims: &Claims) -> (f64, usize, usize) {
     (sum / n.max(1) as f64, met, n)
 }
 
-/// Evaluates each checkpoint under `protocol` on `device`, writing each run's figures and metrics under
-/// `out/<i>-<file stem>/`.
+/// Evaluates each checkpoint with each sampler of `protocol` on `device`, writing each run's figures and metrics
+/// under `out/<i>-<file stem>-<sampler>/`.
 pub fn compare(
     checkpoints: &[PathBuf],
     protocol: &Protocol,
@@ -113,37 +119,58 @@ pub fn compare(
     out: &Path,
     mut log: impl FnMut(&str),
 ) -> Result<Vec<Scored>> {
-    if checkpoints.is_empty() {
+    if checkpoints.is_empty() || protocol.samplers.is_empty() {
         return Err(Error::Config(
-            "compare needs at least one checkpoint".into(),
+            "compare needs at least one checkpoint and one sampler".into(),
         ));
     }
+    let runs: Vec<(&PathBuf, &SamplerChoice)> = checkpoints
+        .iter()
+        .flat_map(|c| protocol.samplers.iter().map(move |s| (c, s)))
+        .collect();
     let mut scored = Vec::new();
-    for (i, ck) in checkpoints.iter().enumerate() {
+    for (i, (ck, sampler)) in runs.iter().enumerate() {
         let stem = ck
             .file_stem()
             .map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
+        let tag: String = sampler
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let opts = ReproduceOptions {
-            checkpoint: ck.clone(),
-            out: Some(out.join(format!("{i}-{stem}"))),
+            checkpoint: (*ck).clone(),
+            out: Some(out.join(format!("{i}-{stem}-{tag}"))),
             device: device.to_string(),
             clusters: Some(protocol.clusters),
             samples: Some(protocol.samples),
-            steps: Some(protocol.steps),
+            sampler: Some(sampler.kind),
+            steps: sampler.steps,
+            churn: sampler.churn,
             seed: protocol.seed,
             ..ReproduceOptions::new(Mode::Full)
         };
         log(&format!(
-            "== {} ({}/{})",
+            "== {} with {sampler} ({}/{})",
             ck.display(),
             i + 1,
-            checkpoints.len()
+            runs.len()
         ));
         let r = reproduce(&opts, &mut log)?;
         let (s, met, n) = score(&r.claims);
         scored.push(Scored {
-            checkpoint: ck.clone(),
+            checkpoint: (*ck).clone(),
             step: r.posterior.step,
+            sampler: sampler.to_string(),
+            sampler_name: r.posterior.sampler.clone(),
+            nfe: r.posterior.nfe,
+            sample_seconds: r.timings.sample_s,
             score: s,
             met,
             judged: n,
@@ -159,20 +186,23 @@ pub fn compare_markdown(scored: &[Scored], protocol: &Protocol) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Fixed evaluation: test clusters 0..{}, {} samples each, Heun N = {}, seed {}. Score: mean over claims rows \
-         and the eight judged columns of value/target, each capped at {SCORE_CAP} (lower is better; 1 = at target).\n",
-        protocol.clusters, protocol.samples, protocol.steps, protocol.seed
+        "Fixed evaluation: test clusters 0..{}, {} samples each, seed {}. Score: mean over claims rows and the eight \
+         judged columns of value/target, each capped at {SCORE_CAP} (lower is better; 1 = at target).\n",
+        protocol.clusters, protocol.samples, protocol.seed
     );
     let _ = writeln!(
         s,
-        "| checkpoint | step | score | targets met |\n|---|---|---|---|"
+        "| # | checkpoint | step | sampler | NFE | sampling s | score | targets met |\n|---|---|---|---|---|---|---|---|"
     );
-    for c in scored {
+    for (i, c) in scored.iter().enumerate() {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} | {}/{} |",
+            "| {i} | {} | {} | {} | {} | {:.0} | {:.3} | {}/{} |",
             c.checkpoint.display(),
             c.step,
+            c.sampler,
+            c.nfe,
+            c.sample_seconds,
             c.score,
             c.met,
             c.judged
@@ -182,8 +212,8 @@ pub fn compare_markdown(scored: &[Scored], protocol: &Protocol) -> String {
         return s;
     };
     let _ = write!(s, "\n| all clusters | target |");
-    for c in scored {
-        let _ = write!(s, " step {} |", c.step);
+    for i in 0..scored.len() {
+        let _ = write!(s, " #{i} |");
     }
     let _ = writeln!(s, "\n|---|---|{}", "---|".repeat(scored.len()));
     for (ri, row) in first.claims.rows.iter().enumerate() {

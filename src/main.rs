@@ -12,7 +12,7 @@ use clustermaps::data::observe::{ObsConfig, ObsPreset};
 use clustermaps::data::transform::{ChannelStats, Transform};
 use clustermaps::data::MockConfig;
 use clustermaps::progress::progress_bar;
-use clustermaps::sample::{SampleSession, SampleSpec, SamplerKind};
+use clustermaps::sample::{Churn, SampleSession, SampleSpec, SamplerChoice, SamplerKind};
 use clustermaps::Result;
 
 #[derive(Parser)]
@@ -55,9 +55,13 @@ struct CompareArgs {
     /// Posterior samples per cluster.
     #[arg(long, default_value_t = 4)]
     samples: usize,
-    /// Heun steps.
+    /// Heun steps (of the default sampler).
     #[arg(long, default_value_t = 18)]
     steps: usize,
+    /// Samplers to evaluate each checkpoint with, KIND[:STEPS[:S_CHURN,S_MIN,S_MAX]] (repeatable; default
+    /// heun:<--steps>), e.g. --sampler heun:18 --sampler heun-churn:40:40,0.1,100 --sampler em:200.
+    #[arg(long = "sampler")]
+    samplers: Vec<SamplerChoice>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -92,6 +96,9 @@ struct SampleArgs {
     /// Sampler steps (default: 1000 for pc/em, 50 for ode, 18 for heun/ode-heun, 40 for heun-churn).
     #[arg(long)]
     steps: Option<usize>,
+    /// Churn of heun-churn: S_CHURN,S_MIN,S_MAX[,S_NOISE] (default 40,0.05,50,1.003).
+    #[arg(long, value_name = "S_CHURN,S_MIN,S_MAX")]
+    churn: Option<Churn>,
     /// Master seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -133,6 +140,9 @@ struct ReproduceArgs {
     /// Sampler steps.
     #[arg(long)]
     steps: Option<usize>,
+    /// Churn of heun-churn: S_CHURN,S_MIN,S_MAX[,S_NOISE] (default 40,0.05,50,1.003).
+    #[arg(long, value_name = "S_CHURN,S_MIN,S_MAX")]
+    churn: Option<Churn>,
     /// Master seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -351,6 +361,7 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         samples: a.samples,
         sampler: a.sampler,
         steps: a.steps,
+        churn: a.churn,
         seed: a.seed,
         max_batch: a.max_batch,
         threads: a.threads,
@@ -374,7 +385,11 @@ fn compare(a: CompareArgs) -> Result<()> {
     let protocol = Protocol {
         clusters: a.clusters,
         samples: a.samples,
-        steps: a.steps,
+        samplers: if a.samplers.is_empty() {
+            vec![SamplerChoice::heun(a.steps)]
+        } else {
+            a.samplers
+        },
         ..Protocol::default()
     };
     let scored = compare(&a.checkpoints, &protocol, &a.device, &a.out, |l| {
@@ -402,6 +417,7 @@ fn sample(a: SampleArgs) -> Result<()> {
         samples: a.samples,
         sampler: a.sampler,
         steps: a.steps,
+        churn: a.churn,
         seed: a.seed,
         max_batch: a.max_batch,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),

@@ -23,7 +23,7 @@ use crate::data::testset::TestSet;
 use crate::data::transform::ChannelSpec;
 use crate::metrics::{evaluate, Claims, CoverageCheck, EvalOptions, Evaluation};
 use crate::plot;
-use crate::sample::{PosteriorModel, SampleResult, SampleSpec, SamplerKind};
+use crate::sample::{Churn, PosteriorModel, SampleResult, SampleSpec, SamplerKind};
 use crate::{Error, Result};
 
 /// Where the shipped default checkpoint lives, relative to the repository root.
@@ -81,6 +81,8 @@ pub struct ReproduceOptions {
     pub samples: Option<usize>,
     pub sampler: Option<SamplerKind>,
     pub steps: Option<usize>,
+    /// Churn of `heun-churn` (`None`: \[K22\]'s preset).
+    pub churn: Option<Churn>,
     pub seed: u64,
     pub max_batch: Option<usize>,
     /// Worker threads for regenerating the test set (0 = all cores).
@@ -101,6 +103,7 @@ impl ReproduceOptions {
             samples: None,
             sampler: None,
             steps: None,
+            churn: None,
             seed: 0,
             max_batch: None,
             threads: 0,
@@ -198,6 +201,7 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         samples,
         sampler,
         steps,
+        churn: opts.churn,
         seed: opts.seed,
         max_batch: opts.max_batch,
         progress: opts.progress,

@@ -194,6 +194,60 @@ fn shipped_checkpoint_reproduces_the_committed_small_run() {
     );
 }
 
+/// `compare` runs the same evaluation for every (checkpoint, sampler) pair and scores each: a stochastic sampler on
+/// the same clusters and seed gives other samples and so another score, and the files name every run.
+#[test]
+fn compare_scores_every_checkpoint_and_sampler() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compare_small");
+    let _ = std::fs::remove_dir_all(&out);
+    let ck = root().join(CHECKPOINT);
+    let o = run(&[
+        "compare",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--clusters",
+        "4",
+        "--samples",
+        "2",
+        "--sampler",
+        "heun:3",
+        "--sampler",
+        "heun-churn:3:40,0.05,50",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "compare failed:\n{}", text(&o));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let runs = json.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let score = |i: usize| runs[i]["score"].as_f64().unwrap();
+    assert!(score(0).is_finite() && score(0) > 0.0 && score(1).is_finite());
+    assert_ne!(score(0), score(1), "churn must change the samples");
+    assert_eq!(runs[0]["nfe"].as_u64(), Some(5));
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(
+        md.contains("heun-churn:3:40,0.05,50,1.003") && md.contains("| #1 |"),
+        "{md}"
+    );
+    let o = run(&[
+        "compare",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--sampler",
+        "heun:18:1,2,3",
+        "--out",
+        "x",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("heun-churn"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn bad_requests_fail_clearly() {
     let o = run(&["reproduce", "--checkpoint", "no/such/model.safetensors"]);

@@ -56,6 +56,82 @@ pub(crate) fn ode_slope<M: Denoiser + ?Sized>(
     Ok((x - den)?.affine(1.0 / sigma, 0.0)?)
 }
 
+/// The stochastic part of \[K22\] Alg. 2: before step i, where `S_min ≤ σ_i ≤ S_max`, noise is added to raise σ_i
+/// by the factor 1 + γ, γ = min(S_churn/N, √2 − 1), with S_noise inflating it; the Heun step then removes more
+/// noise than was added. Fresh noise at every step lets the sampler correct its own and the network's errors, at
+/// the cost of more steps (\[K22\] §4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Churn {
+    pub s_churn: f64,
+    pub s_min: f64,
+    pub s_max: f64,
+    pub s_noise: f64,
+}
+
+impl Default for Churn {
+    /// \[K22\]'s ImageNet settings: S_churn = 40, S_min = 0.05, S_max = 50, S_noise = 1.003.
+    fn default() -> Self {
+        Churn {
+            s_churn: 40.0,
+            s_min: 0.05,
+            s_max: 50.0,
+            s_noise: 1.003,
+        }
+    }
+}
+
+impl std::str::FromStr for Churn {
+    type Err = Error;
+    /// `S_CHURN,S_MIN,S_MAX[,S_NOISE]` (S_noise defaults to 1.003).
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::Config(format!(
+                "churn '{text}': expected S_CHURN,S_MIN,S_MAX[,S_NOISE] with S_CHURN ≥ 0, 0 ≤ S_MIN < S_MAX and \
+                 S_NOISE ≥ 1, e.g. 40,0.05,50"
+            ))
+        };
+        let v: Vec<f64> = text
+            .split(',')
+            .map(|x| x.trim().parse::<f64>().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        let c = match v.as_slice() {
+            [a, b, c] => Churn {
+                s_churn: *a,
+                s_min: *b,
+                s_max: *c,
+                ..Churn::default()
+            },
+            [a, b, c, d] => Churn {
+                s_churn: *a,
+                s_min: *b,
+                s_max: *c,
+                s_noise: *d,
+            },
+            _ => return Err(bad()),
+        };
+        let ok = c.s_churn >= 0.0
+            && c.s_churn.is_finite()
+            && c.s_min >= 0.0
+            && c.s_max > c.s_min
+            && c.s_noise >= 1.0
+            && c.s_noise.is_finite();
+        if !ok {
+            return Err(bad());
+        }
+        Ok(c)
+    }
+}
+
+impl std::fmt::Display for Churn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{},{},{},{}",
+            self.s_churn, self.s_min, self.s_max, self.s_noise
+        )
+    }
+}
+
 /// \[K22\] EDM Heun sampler with optional stochastic churn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdmHeun {
@@ -104,12 +180,17 @@ impl EdmHeun {
     /// The stochastic preset of docs/samplers.md §7 (\[K22\] ImageNet settings): S_churn = 40, S_min = 0.05, S_max =
     /// 50, S_noise = 1.003.
     pub fn stochastic(n: usize) -> Self {
+        Self::with_churn(n, Churn::default())
+    }
+
+    /// Heun with `n` levels and the given churn.
+    pub fn with_churn(n: usize, c: Churn) -> Self {
         EdmHeun {
             n,
-            s_churn: 40.0,
-            s_min: 0.05,
-            s_max: 50.0,
-            s_noise: 1.003,
+            s_churn: c.s_churn,
+            s_min: c.s_min,
+            s_max: c.s_max,
+            s_noise: c.s_noise,
             ..Default::default()
         }
     }

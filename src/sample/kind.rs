@@ -7,7 +7,7 @@ use std::str::FromStr;
 use candle_core::Tensor;
 
 use super::driver::{Chunk, Sampler};
-use super::edm_heun::EdmHeun;
+use super::edm_heun::{Churn, EdmHeun};
 use super::em::EulerMaruyama;
 use super::ode::{OdeMethod, OdeSampler};
 use super::pc::PredictorCorrector;
@@ -67,6 +67,17 @@ impl SamplerKind {
     /// The sampler with `steps` (`--steps K`; `None` = [`SamplerKind::default_steps`]) and every other setting at
     /// its default. Checks the settings.
     pub fn build(self, steps: Option<usize>) -> Result<AnySampler> {
+        self.build_with(steps, None)
+    }
+
+    /// [`SamplerKind::build`] with the churn of `heun-churn` set (`None`: [`Churn::default`]); refused for other
+    /// kinds.
+    pub fn build_with(self, steps: Option<usize>, churn: Option<Churn>) -> Result<AnySampler> {
+        if churn.is_some() && self != SamplerKind::HeunChurn {
+            return Err(Error::Config(format!(
+                "churn settings apply to the heun-churn sampler, not to {self}"
+            )));
+        }
         let n = steps.unwrap_or_else(|| self.default_steps());
         let s = match self {
             SamplerKind::Pc => AnySampler::Pc(PredictorCorrector::new(n)),
@@ -74,7 +85,9 @@ impl SamplerKind {
             SamplerKind::OdeRk4 => AnySampler::Ode(OdeSampler::new(OdeMethod::Rk4, n)),
             SamplerKind::OdeHeun => AnySampler::Ode(OdeSampler::new(OdeMethod::Heun, n)),
             SamplerKind::Heun => AnySampler::Heun(EdmHeun::new(n)),
-            SamplerKind::HeunChurn => AnySampler::Heun(EdmHeun::stochastic(n)),
+            SamplerKind::HeunChurn => {
+                AnySampler::Heun(EdmHeun::with_churn(n, churn.unwrap_or_default()))
+            }
         };
         s.validate()?;
         Ok(s)
@@ -103,6 +116,64 @@ impl FromStr for SamplerKind {
                 )))
             }
         })
+    }
+}
+
+/// A sampler kind with its settings, as `clustermaps compare --sampler` takes it:
+/// `KIND[:STEPS[:S_CHURN,S_MIN,S_MAX[,S_NOISE]]]` (e.g. `heun:18`, `heun-churn:40:40,0.1,100`, `em:200`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerChoice {
+    pub kind: SamplerKind,
+    /// `None`: [`SamplerKind::default_steps`].
+    pub steps: Option<usize>,
+    /// Only for `heun-churn` (`None`: [`Churn::default`]).
+    pub churn: Option<Churn>,
+}
+
+impl SamplerChoice {
+    /// Deterministic EDM Heun with `n` levels.
+    pub fn heun(n: usize) -> Self {
+        SamplerChoice {
+            kind: SamplerKind::Heun,
+            steps: Some(n),
+            churn: None,
+        }
+    }
+
+    /// The sampler (settings checked).
+    pub fn build(&self) -> Result<AnySampler> {
+        self.kind.build_with(self.steps, self.churn)
+    }
+}
+
+impl FromStr for SamplerChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let mut parts = s.splitn(3, ':');
+        let kind: SamplerKind = parts.next().unwrap_or_default().parse()?;
+        let steps = match parts.next() {
+            Some(n) => Some(n.trim().parse::<usize>().map_err(|_| {
+                Error::Config(format!("sampler '{s}': steps '{n}' is not a whole number"))
+            })?),
+            None => None,
+        };
+        let churn = parts.next().map(str::parse::<Churn>).transpose()?;
+        let choice = SamplerChoice { kind, steps, churn };
+        choice.build()?;
+        Ok(choice)
+    }
+}
+
+impl fmt::Display for SamplerChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(n) = self.steps {
+            write!(f, ":{n}")?;
+        }
+        if let Some(c) = self.churn {
+            write!(f, ":{c}")?;
+        }
+        Ok(())
     }
 }
 

@@ -36,10 +36,10 @@ pub mod run;
 mod tests;
 
 pub use driver::{check_cond, row_rng, sample_with, Chunk, CountingModel, SampleOpts, Sampler};
-pub use edm_heun::EdmHeun;
+pub use edm_heun::{Churn, EdmHeun};
 pub use em::EulerMaruyama;
 pub use grid::SigmaGrid;
-pub use kind::{AnySampler, SamplerKind};
+pub use kind::{AnySampler, SamplerChoice, SamplerKind};
 pub use ode::{OdeMethod, OdeSampler};
 pub use pc::PredictorCorrector;
 pub use run::{

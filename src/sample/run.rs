@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::driver::{SampleOpts, Sampler};
+use super::edm_heun::Churn;
 use super::kind::{AnySampler, SamplerKind};
 use crate::checkpoint::{load_score_model, Checkpoint, CheckpointMeta, DATASET_DIR_KEY};
 use crate::data::dataset::{ArrayKind, Dataset, Manifest, OpenOptions};
@@ -43,6 +44,8 @@ pub struct SampleSpec {
     pub sampler: SamplerKind,
     /// Steps of the sampler (`None`: [`SamplerKind::default_steps`]).
     pub steps: Option<usize>,
+    /// Churn of `heun-churn` (`None`: \[K22\]'s preset, [`Churn::default`]).
+    pub churn: Option<Churn>,
     pub seed: u64,
     /// Rows per network call (`None`: 64 on a CPU, 512 on a GPU, docs/samplers.md §9).
     pub max_batch: Option<usize>,
@@ -60,6 +63,7 @@ impl Default for SampleSpec {
             samples: 8,
             sampler: SamplerKind::Heun,
             steps: None,
+            churn: None,
             seed: 0,
             max_batch: None,
             progress: false,
@@ -298,7 +302,7 @@ impl PosteriorModel {
         truth: Vec<f32>,
         spec: &SampleSpec,
     ) -> Result<SampleResult> {
-        let sampler: AnySampler = spec.sampler.build(spec.steps)?;
+        let sampler: AnySampler = spec.sampler.build_with(spec.steps, spec.churn)?;
         if spec.samples == 0 {
             return Err(Error::Config("--samples must be at least 1".into()));
         }

@@ -727,6 +727,45 @@ fn sampler_kind_cli() {
 }
 
 #[test]
+fn sampler_choices_parse_with_steps_and_churn() {
+    use super::{Churn, SamplerChoice};
+    let c: SamplerChoice = "heun:18".parse().unwrap();
+    assert_eq!(c, SamplerChoice::heun(18));
+    assert_eq!(c.build().unwrap().nfe(), 35);
+    let c: SamplerChoice = "heun-churn:30:20,0.2,100".parse().unwrap();
+    let AnySampler::Heun(h) = c.build().unwrap() else {
+        panic!("heun-churn must build an EDM Heun sampler");
+    };
+    assert_eq!(
+        (h.n, h.s_churn, h.s_min, h.s_max, h.s_noise),
+        (30, 20.0, 0.2, 100.0, 1.003)
+    );
+    assert_eq!(c.to_string(), "heun-churn:30:20,0.2,100,1.003");
+    assert_eq!(c.to_string().parse::<SamplerChoice>().unwrap(), c);
+    let em: SamplerChoice = "em".parse().unwrap();
+    assert_eq!((em.steps, em.build().unwrap().nfe()), (None, 1000));
+    assert_eq!("40,0.05,50,1.007".parse::<Churn>().unwrap().s_noise, 1.007);
+    for bad in [
+        "heun:x",
+        "heun:18:40,0.05,50",
+        "heun-churn:40:40,0.05",
+        "heun-churn:40:40,50,0.05",
+        "heun-churn:40:-1,0.05,50",
+        "heun-churn:40:40,0.05,50,0.9",
+        "ddim:10",
+        "heun:1",
+    ] {
+        let e = bad.parse::<SamplerChoice>().unwrap_err().to_string();
+        assert!(!e.is_empty(), "{bad}");
+    }
+    let e = "heun:18:40,0.05,50"
+        .parse::<SamplerChoice>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("heun-churn"), "{e}");
+}
+
+#[test]
 fn physical_units_round_trip() {
     let stats = NormStats {
         split: "train".into(),
