@@ -18,6 +18,7 @@ pub fn all(ev: &Evaluation) -> Result<Vec<Figure>> {
         power_spectra(ev)?,
         aperture_masses(ev)?,
         calibration(ev)?,
+        calibration_by_radius(ev)?,
         rank_histograms(ev)?,
     ])
 }
@@ -179,6 +180,7 @@ pub fn power_spectra(ev: &Evaluation) -> Result<Figure> {
         r: Vec<f64>,
         r_lo: Vec<f64>,
         r_hi: Vec<f64>,
+        r_ss: Vec<f64>,
     }
     let mut data = Vec::new();
     for ch in &ev.channels {
@@ -193,6 +195,7 @@ pub fn power_spectra(ev: &Evaluation) -> Result<Figure> {
                 r: r.corr.mean.clone(),
                 r_lo: sub(&r.corr.mean, &r.corr_sem),
                 r_hi: add(&r.corr.mean, &r.corr_sem),
+                r_ss: r.corr_sample_sample.mean.clone(),
             });
         }
     }
@@ -219,10 +222,15 @@ pub fn power_spectra(ev: &Evaluation) -> Result<Figure> {
             p.series.push(Series::new(k, &d.pred, c).dashed());
             b_series.push(Series::new(k, &d.b, c).band(&d.b_lo, &d.b_hi));
             r_series.push(Series::new(k, &d.r, c).band(&d.r_lo, &d.r_hi));
+            // Between two samples: equal to the sample–truth r(k) for an honest posterior.
+            r_series.push(Series::new(k, &d.r_ss, c).dashed());
         }
         p.series.push(Series::new(&[], &[], INK).label("truth"));
-        p.series
-            .push(Series::new(&[], &[], INK).dashed().label("samples"));
+        p.series.push(
+            Series::new(&[], &[], INK)
+                .dashed()
+                .label("samples (r: sample–sample)"),
+        );
         p.vlines = vec![RefLine::labelled(0.5 * sp.bins.k_nyquist, "k_{Nyq}/2")];
         p.legend = Some(Corner::LowerLeft);
         let mut b = SubPanel::new(Axis::linear("b(k)").range(0.5, 1.5));
@@ -408,6 +416,73 @@ pub fn calibration(ev: &Evaluation) -> Result<Figure> {
         panels,
     })?;
     f.rename("04_calibration");
+    Ok(f)
+}
+
+/// Pixel coverage per radial zone (in R/R200c, over all clusters): the empirical coverage of the 50, 68 and 90 %
+/// central intervals against radius, with the nominal values as reference lines. Over-confidence is rarely
+/// uniform: the core, where the inputs are bright, can be calibrated while the outskirts, most of the pixels, are
+/// not.
+pub fn calibration_by_radius(ev: &Evaluation) -> Result<Figure> {
+    let wanted = [0.5, 0.68, 0.9];
+    let levels: Vec<usize> = wanted
+        .iter()
+        .filter_map(|p| ev.options.levels.iter().position(|q| (q - p).abs() < 1e-9))
+        .collect();
+    let mut data = Vec::new();
+    for ch in &ev.channels {
+        let r = find_row(&ev.pixels, |r| &r.key, any, "pixel", "all", ch)?;
+        let e = &r.zone_edges_r200c;
+        // A representative radius per zone: geometric midpoints, half the first edge for the core and twice the last
+        // edge for the outskirts.
+        let mut x = Vec::with_capacity(e.len() + 1);
+        if let (Some(first), Some(last)) = (e.first(), e.last()) {
+            x.push(0.5 * first);
+            x.extend(e.windows(2).map(|w| (w[0] * w[1]).sqrt()));
+            x.push(2.0 * last);
+        }
+        let cov: Vec<Vec<f64>> = levels
+            .iter()
+            .map(|&l| r.coverage_per_zone.iter().map(|z| z[l]).collect())
+            .collect();
+        data.push((x, cov, r.pixel_share_per_zone.clone()));
+    }
+    let mut panels = Vec::new();
+    for (ci, (x, cov, share)) in data.iter().enumerate() {
+        let name = target_name(ci);
+        let mut p = LinePanel::new(
+            Axis::log("R / R_{200c} (zone)"),
+            Axis::linear("pixel coverage").range(0.0, 1.0),
+        );
+        p.title = Some(format!(
+            "Σ_{{{name}}}: pixel shares {}",
+            share
+                .iter()
+                .map(|s| format!("{:.0}%", 100.0 * s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for (j, &l) in levels.iter().enumerate() {
+            let nominal = ev.options.levels[l];
+            p.series.push(
+                Series::new(x, &cov[j], style::series_color(j))
+                    .points()
+                    .label(&format!("{:.0} % interval", 100.0 * nominal)),
+            );
+            p.hlines.push(RefLine::at(nominal));
+        }
+        p.legend = Some(Corner::LowerLeft);
+        panels.push(p);
+    }
+    let mut f = line_figure(&LineFigure {
+        title: Some(format!(
+            "Pixel coverage by radius ({} clusters, {} samples each); lines: nominal",
+            ev.n_clusters, ev.n_samples
+        )),
+        cols: ev.channels.len().max(1),
+        panels,
+    })?;
+    f.rename("04_calibration_radius");
     Ok(f)
 }
 
