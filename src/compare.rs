@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::metrics::{ClaimRow, Claims};
+use crate::plot::{self, Axis, LineFigure, LinePanel, Series};
 use crate::reproduce::{reproduce, Mode, ReproduceOptions};
 use crate::sample::SamplerChoice;
 use crate::{Error, Result};
@@ -83,6 +84,7 @@ pub struct Scored {
     pub sampler: String,
     pub sampler_name: String,
     pub nfe: usize,
+    pub n_samples: usize,
     pub sample_seconds: f64,
     /// Mean capped `value / target` (module docs); lower is better.
     pub score: f64,
@@ -170,6 +172,7 @@ pub fn compare(
             sampler: sampler.to_string(),
             sampler_name: r.posterior.sampler.clone(),
             nfe: r.posterior.nfe,
+            n_samples: protocol.samples,
             sample_seconds: r.timings.sample_s,
             score: s,
             met,
@@ -230,6 +233,110 @@ pub fn compare_markdown(scored: &[Scored], protocol: &Protocol) -> String {
         }
     }
     s
+}
+
+/// Legend name of a run's sampler family: checkpoint file and sampler kind.
+fn family(c: &Scored) -> String {
+    let file = c.checkpoint.file_name().map_or_else(
+        || c.checkpoint.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    format!("{file}: {}", c.sampler.split(':').next().unwrap_or(""))
+}
+
+/// Sampler quality against cost (`05_sampler_quality`): for each checkpoint, four numbers of the all-clusters rows
+/// against network evaluations per sample, one colour per sampler family (points joined by increasing NFE), gas and
+/// DM side by side: |b − 1| at high k (small-scale power), |r_st − r_ss| at low k (honest correlation), the largest
+/// pixel-coverage error and the profile-spread error.
+pub fn sampler_quality_figure(scored: &[Scored]) -> Result<plot::Figure> {
+    let first = scored
+        .first()
+        .ok_or_else(|| Error::Config("no runs to plot".into()))?;
+    // (axis label, value, target drawn as a reference line).
+    let t = &first.claims.thresholds;
+    let c = &first.claims.calibration_targets;
+    let metrics: [(&str, fn(&ClaimRow) -> f64, Option<f64>); 4] = [
+        ("mean abs(b−1), high k", |r| r.bias_high_k, None),
+        (
+            "mean abs(r_{st} − r_{ss}), low k",
+            |r| r.corr_gap_low_k,
+            Some(c.corr_gap),
+        ),
+        (
+            "max pixel-coverage error",
+            |r| r.coverage_pixels.max_abs_error,
+            Some(c.coverage),
+        ),
+        (
+            "profile spread error",
+            |r| r.profile_std_max_abs,
+            Some(t.profile_std),
+        ),
+    ];
+    // Families in order of first appearance, runs of each sorted by NFE.
+    let mut families: Vec<String> = Vec::new();
+    for c in scored {
+        let f = family(c);
+        if !families.contains(&f) {
+            families.push(f);
+        }
+    }
+    let family_of = |c: &Scored| families.iter().position(|x| *x == family(c)).unwrap_or(0);
+    let channels: Vec<(usize, String)> = first
+        .claims
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.mass_bin.is_none())
+        .map(|(i, r)| (i, r.key.channel.clone()))
+        .collect();
+    // data[channel][metric][family] = (nfe, value) sorted by nfe.
+    let mut data =
+        vec![vec![vec![(Vec::new(), Vec::new()); families.len()]; metrics.len()]; channels.len()];
+    for (ci, &(ri, _)) in channels.iter().enumerate() {
+        for (mi, (_, f, _)) in metrics.iter().enumerate() {
+            let mut pts: Vec<(usize, f64, usize)> = scored
+                .iter()
+                .map(|c| (family_of(c), f(&c.claims.rows[ri]), c.nfe))
+                .collect();
+            pts.sort_by_key(|p| p.2);
+            for (fam, v, n) in pts {
+                data[ci][mi][fam].0.push(n as f64);
+                data[ci][mi][fam].1.push(v);
+            }
+        }
+    }
+    let mut panels = Vec::new();
+    for (mi, (name, _, target)) in metrics.iter().enumerate() {
+        for (ci, (_, channel)) in channels.iter().enumerate() {
+            let mut p = LinePanel::new(Axis::log("NFE per sample"), Axis::log(name));
+            let short = channel.strip_prefix("Sigma_").unwrap_or(channel);
+            p.title = Some(format!("Σ_{{{short}}}"));
+            if let Some(t) = target {
+                p.hlines.push(plot::RefLine::labelled(*t, "target"));
+            }
+            for (fi, fam) in families.iter().enumerate() {
+                let (x, y) = &data[ci][mi][fi];
+                let mut s = Series::new(x, y, plot::series_color(fi)).points();
+                if mi == 0 && ci == 0 {
+                    s = s.label(fam);
+                }
+                p.series.push(s);
+            }
+            panels.push(p);
+        }
+    }
+    let mut f = plot::line_figure(&LineFigure {
+        title: Some(format!(
+            "Sampler quality against cost: all {} test clusters, {} samples each",
+            first.claims.rows.first().map_or(0, |r| r.key.n_clusters),
+            first.n_samples
+        )),
+        cols: channels.len().max(1) * 2,
+        panels,
+    })?;
+    f.rename("05_sampler_quality");
+    Ok(f)
 }
 
 #[cfg(test)]

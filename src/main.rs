@@ -401,7 +401,14 @@ fn compare(a: CompareArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&scored)
         .map_err(|e| clustermaps::Error::Config(format!("compare.json: {e}")))?;
     clustermaps::io::write_atomic(&a.out.join("compare.json"), json.as_bytes())?;
-    println!("wrote compare.md and compare.json into {}", a.out.display());
+    if protocol.samplers.len() > 1 {
+        let fig = clustermaps::compare::sampler_quality_figure(&scored)?;
+        fig.save(a.out.join(fig.name()))?;
+    }
+    println!(
+        "wrote compare.md, compare.json (and with several samplers 05_sampler_quality.png) into {}",
+        a.out.display()
+    );
     Ok(())
 }
 
