@@ -3,33 +3,14 @@
 //! every step, one CSV row per step), and a run that goes non-finite must stop without writing the bad step into a
 //! checkpoint.
 
+mod common;
+
 use candle_core::Device;
 use clustermaps::checkpoint::{self, Checkpoint};
-use clustermaps::data::transform::NormStats;
 use clustermaps::model::ModelConfig;
-use clustermaps::rng::stream;
-use clustermaps::train::{Precision, Progress, RunConfig, SplitData, TrainConfig, Trainer};
+use clustermaps::train::{Precision, Progress, RunConfig, TrainConfig, Trainer};
 use clustermaps::Error;
-
-fn split(n: usize, px: usize, seed: u64) -> SplitData {
-    let mut rng = stream(seed, 0);
-    let d = 2 * px * px;
-    let y = clustermaps::sde::standard_normals(&mut rng, n * d);
-    let e = clustermaps::sde::standard_normals(&mut rng, n * d);
-    let x: Vec<f32> = y
-        .iter()
-        .zip(&e)
-        .map(|(y, e)| 0.8 * y + 0.3 + 0.5 * e)
-        .collect();
-    SplitData::from_standardized(y, [n, 2, px, px], x, [n, 2, px, px]).unwrap()
-}
-
-fn stats() -> NormStats {
-    serde_json::from_str(
-        r#"{"split":"train","n_clusters":0,"n_pixels":0,"percentile_method":"none","inputs":[],"targets":[]}"#,
-    )
-    .unwrap()
-}
+use common::{dummy_stats, gaussian_split};
 
 /// Tiny net, dropout on (the noise stream is exercised), weight decay, and a clip limit far below the gradient
 /// norm so that every step is clipped by the device-side scale.
@@ -48,7 +29,14 @@ fn config() -> RunConfig {
 }
 
 fn trainer(cfg: RunConfig) -> Trainer {
-    Trainer::from_data(cfg, split(64, 16, 1), None, stats(), Device::Cpu).unwrap()
+    Trainer::from_data(
+        cfg,
+        gaussian_split(64, 16, 1),
+        None,
+        dummy_stats(),
+        Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn bits(t: &Trainer) -> (Vec<[u64; 4]>, Vec<u32>) {
