@@ -6,7 +6,8 @@
 #       bash benches/gpu.sh --out "$OUT" [--budget 540]
 #   Here, as a dry run on the CPU build (target/release/clustermaps; tiny sizes, no GPU, torch only if importable):
 #       bash benches/gpu.sh --dry-run --out target/gpu-dry
-#   options: --budget S (wall seconds for the whole script, default 540), --no-train, --train-only, --no-torch
+#   options: --budget S (wall seconds for the whole script, default 540), --no-train, --train-only, --no-torch;
+#   env: TORCH_PYTHON (the python with torch, default python3: the GPU machine's), WORK, AGREE_TOL
 #
 # Steps (each writes under $WORK, default /tmp/clustermaps-bench; `timeout` bounds every command):
 #   a. agreement: the shipped model samples 2 clusters × 2 samples (Heun, N = 18, seed 0) on the CPU and with each
@@ -67,9 +68,9 @@ fi
 TRAIN_BIN=${BINS[cudnn]:-${BINS[cuda]:-${BINS[cpu-build]:-}}}
 AGREE_TOL=${AGREE_TOL:-1e-4}
 echo "binaries: ${!BINS[*]}; device $DEV; python3 $(python3 -c 'import sys; print(sys.version.split()[0])')"
-HAVE_TORCH=0
-if ((TORCH)) && python3 -c 'import torch, numpy' 2>/dev/null; then HAVE_TORCH=1; fi
-((HAVE_TORCH)) || echo "torch/numpy not importable by python3: the PyTorch parts are skipped"
+HAVE_TORCH=0; TORCH_PY=${TORCH_PYTHON:-python3}
+if ((TORCH)) && "$TORCH_PY" -c 'import torch, numpy' 2>/dev/null; then HAVE_TORCH=1; fi
+((HAVE_TORCH)) || echo "torch/numpy not importable by $TORCH_PY: the PyTorch parts are skipped"
 
 # Runs "$@" with at most $1 seconds (and never past the budget); failures are reported, not fatal.
 bounded() {
@@ -170,12 +171,18 @@ if ((BENCH)); then
   tb=${BINS[cudnn]:+cudnn}; tb=${tb:-${!BINS[*]}}; tb=${tb%% *}
   for net in "${NETS[@]}"; do train_run "$tb" tf32 "$net" "${BATCHES[0]}"; done
   if ((HAVE_TORCH)); then
-    cfgs=$(for n in "${NETS[@]}"; do for bs in "${BATCHES[@]}"; do printf '%s:%s,' "$n" "$bs"; done; done)
-    tdev=$DEV; ((DRY)) && tdev=cpu
-    bounded 240 python3 benches/reference/bench_train.py --device "$tdev" --configs "${cfgs%,}" \
-      --precisions fp32,tf32,bf16 --warmup 3 --min-steps 5 --min-time 2 --max-steps 200 \
-      --out "$RAW/train-torch.json" > /dev/null 2> "$RAW/train-torch.log"
-    tail -n 20 "$RAW/train-torch.log"
+    # fp32 for every configuration, tf32 and bf16 at the first batch size (where ours has tf32 too). Each
+    # configuration is a fresh python process (a few seconds of import and CUDA start each).
+    all=$(for n in "${NETS[@]}"; do for bs in "${BATCHES[@]}"; do printf '%s:%s,' "$n" "$bs"; done; done)
+    first=$(for n in "${NETS[@]}"; do printf '%s:%s,' "$n" "${BATCHES[0]}"; done)
+    tdev=$DEV; targs=(--warmup 3 --min-steps 5 --min-time 2 --max-steps 200)
+    ((DRY)) && targs=(--threads 1 --warmup 1 --min-steps 2 --min-time 0.2 --max-steps 3)
+    bounded 150 "$TORCH_PY" benches/reference/bench_train.py --device "$tdev" --configs "${all%,}" \
+      --precisions fp32 "${targs[@]}" --out "$RAW/train-torch-fp32.json" > /dev/null 2> "$RAW/train-torch.log"
+    bounded 120 "$TORCH_PY" benches/reference/bench_train.py --device "$tdev" --configs "${first%,}" \
+      --precisions tf32,bf16 "${targs[@]}" --no-fwd --out "$RAW/train-torch-tf32-bf16.json" > /dev/null \
+      2>> "$RAW/train-torch.log"
+    grep '^\[bench\]' "$RAW/train-torch.log"
   fi
 
   # ---- (c) sampling -------------------------------------------------------------------------------------------------
@@ -198,15 +205,16 @@ if ((BENCH)); then
 import glob, json, os, re, sys
 raw, dev = sys.argv[1], sys.argv[2]
 ours = [json.loads(l) for l in open(os.path.join(raw, "train-ours.jsonl")) if l.strip()]
-torch = json.load(open(os.path.join(raw, "train-torch.json"))) if os.path.exists(os.path.join(raw, "train-torch.json")) else []
+torch = [r for p in sorted(glob.glob(os.path.join(raw, "train-torch-*.json"))) for r in json.load(open(p))]
 tt = {(r["preset"], r["batch"], r["precision"]): r for r in torch}
 print("\n## (b) training img/s (one step = batch gather, loss, backward, clip, Adam, EMA)\n")
-print("| run (binary-precision-net-batch) | clustermaps img/s | PyTorch fp32 | tf32 | bf16 | ratio to fp32 |")
+print("| run (binary-precision-net-batch) | clustermaps img/s | PyTorch fp32 | tf32 | bf16 | ratio (same mode) |")
 print("|---|---:|---:|---:|---:|---:|")
 for r in ours:
     key, prec, net, bs = r["run"].rsplit("-", 3)
     t = {m: tt.get((net, int(bs), m), {}).get("train_imgs_per_s") for m in ("fp32", "tf32", "bf16")}
-    ratio = f"{r['train_imgs_per_s'] / t['fp32']:.2f}×" if t["fp32"] and r["train_imgs_per_s"] else ""
+    same = t["fp32" if prec == "f32" else prec]
+    ratio = f"{r['train_imgs_per_s'] / same:.2f}×" if same and r["train_imgs_per_s"] else ""
     f = lambda x: "" if x is None else f"{x:.0f}"
     print(f"| {r['run']} | {f(r['train_imgs_per_s'])} | {f(t['fp32'])} | {f(t['tf32'])} | {f(t['bf16'])} | {ratio} |")
 print("\n## (c) sampling (Heun N = 18) vs PyTorch forward img/s\n")

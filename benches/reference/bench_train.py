@@ -256,6 +256,9 @@ def main(argv=None) -> None:
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["wall_s"] = round(time.perf_counter() - t0, 1)
         results.append(res)
+        if args.out:  # after each configuration, so that a run cut short by a time limit keeps what it measured
+            with open(args.out, "w") as f:
+                f.write(json.dumps(results, indent=1) + "\n")
         print(f"[bench] {preset:5s} {precision} {res['image']}² b{batch:<3d} params {res['params']:>9,d}  "
               f"train {res['train_imgs_per_s']:8.2f} img/s ({res['steps_timed']} steps)  "
               f"fwd {res.get('fwd_imgs_per_s', float('nan')):8.2f} img/s  "
