@@ -2,7 +2,8 @@
 # Builds the clustermaps binary with candle's CUDA backend on a machine that has neither a GPU nor a CUDA toolkit,
 # from the CUDA 13.0 pieces that PyPI ships as wheels, and packs what the GPU machine needs beside it into .gpu/.
 #
-#   usage (repository root): scripts/build-cuda.sh [--features cuda|cudnn] [--no-pack] [-- extra cargo args]
+#   usage (repository root): scripts/build-cuda.sh [--features cuda|cudnn] [--no-pack] [--clippy] [-- cargo args]
+#   --clippy: instead of building, run `cargo clippy --release --all-targets` with the feature (no GPU needed).
 #   result: .gpu/clustermaps-FEATURE.xz (stripped, xz-compressed), .gpu/lib + .gpu/fonts (figure text, see below);
 #           the uncompressed binary stays in target/gpu/. .gpu/ is git-ignored; carry it to the GPU machine and
 #           `source scripts/gpu-env.sh` there (it unpacks the binaries and sets the loader and font paths).
@@ -21,11 +22,12 @@
 # - The figures draw text through fontconfig/freetype, which the GPU machine's image lacks: the shared libraries
 #   and three DejaVu fonts travel in .gpu/ (pass --no-pack to skip).
 set -euo pipefail
-FEATURE=cuda; PACK=1; EXTRA=()
+FEATURE=cuda; PACK=1; CLIPPY=0; EXTRA=()
 while (($#)); do
   case $1 in
     --features) FEATURE=$2; shift 2 ;;
     --no-pack) PACK=0; shift ;;
+    --clippy) CLIPPY=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -78,8 +80,14 @@ export PATH=$CUDA_DIR/bin:$PATH CUDA_COMPUTE_CAP=$COMPUTE_CAP
 export LIBRARY_PATH=$CUDA_DIR/lib${LIBRARY_PATH:+:$LIBRARY_PATH}
 lock_bak=$(mktemp); cp Cargo.lock "$lock_bak"
 trap 'cp "$lock_bak" "$ROOT/Cargo.lock"; rm -f "$lock_bak"' EXIT
-CARGO_TARGET_DIR=$ROOT/target/cuda cargo build --release --features "$FEATURE" \
-  --config "patch.crates-io.candle-core.path=\"$PATCH\"" --bin clustermaps "${EXTRA[@]}"
+patch=(--config "patch.crates-io.candle-core.path=\"$PATCH\"")
+if ((CLIPPY)); then
+  CARGO_TARGET_DIR=$ROOT/target/cuda cargo clippy --release --all-targets --features "$FEATURE" "${patch[@]}" \
+    "${EXTRA[@]}"
+  exit
+fi
+CARGO_TARGET_DIR=$ROOT/target/cuda cargo build --release --features "$FEATURE" "${patch[@]}" --bin clustermaps \
+  "${EXTRA[@]}"
 mkdir -p target/gpu .gpu
 bin=target/gpu/clustermaps-$FEATURE
 strip -o "$bin" target/cuda/release/clustermaps
