@@ -336,7 +336,20 @@ fn train(a: TrainArgs) -> Result<()> {
     } else {
         Progress::Lines
     };
+    // CLUSTERMAPS_PROFILE=1: time each op kind, the device synchronized around it (clustermaps::prof).
+    let profile = clustermaps::prof::enable_from_env(trainer.device());
+    let (t0, step0) = (std::time::Instant::now(), trainer.step_count());
     trainer.fit_for(cfg.train.n_iters, a.time_limit, progress)?;
+    if profile {
+        clustermaps::prof::enable(false);
+        let wall = t0.elapsed().as_secs_f64();
+        println!(
+            "### profile: {} steps in {wall:.2} s, device {}\n{}",
+            trainer.step_count() - step0,
+            clustermaps::device::device_name(trainer.device()),
+            clustermaps::prof::markdown(wall)
+        );
+    }
     let last = trainer.history().last();
     let val = trainer.val_history().last();
     println!(

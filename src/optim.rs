@@ -27,6 +27,13 @@
 //!
 //! **Clipping.** [`clip_grad_norm`] follows `torch.nn.utils.clip_grad_norm_`: `‖g‖ = √Σᵢ‖gᵢ‖²` over all parameters,
 //! scale `min(1, max_norm/(‖g‖ + 10⁻⁶))`; a negative `max_norm` disables clipping.
+//!
+//! **On the device.** Reading the norm back to the host to form the scale would stop the host at every step until the
+//! GPU has caught up. [`Adam::grad_norm_tensor`] and [`clip_scale_tensor`] compute both as f64 scalars on the
+//! parameters' device, and [`Adam::step_scaled`] multiplies the gradients by that tensor. The arithmetic is the
+//! host's, operation for operation (f32 squared sums widened to f64, summed in order from 0, `√`, `+ 10⁻⁶`, an IEEE
+//! division, `min(1, ·)`, the scale rounded to f32 before multiplying), so on the CPU the result is the same bit for
+//! bit as [`Adam::step`] with the host scale.
 
 use std::collections::{HashMap, HashSet};
 
@@ -290,6 +297,15 @@ impl Adam {
         grad_global_norm(self.vars.iter().map(|(_, v)| v.as_tensor()), grads)
     }
 
+    /// [`grad_norm`](Self::grad_norm) as an f64 scalar tensor on the parameters' device, detached (no host read).
+    pub fn grad_norm_tensor(&self, grads: &GradStore) -> Result<Tensor> {
+        let device = match self.vars.first() {
+            Some((_, v)) => v.device().clone(),
+            None => candle_core::Device::Cpu,
+        };
+        grad_norm_tensor(self.vars.iter().map(|(_, v)| v.as_tensor()), grads, &device)
+    }
+
     /// Clips the gradients of this optimiser's variables in `grads` to global norm `max_norm` (see
     /// [`clip_grad_norm`]); returns the pre-clip norm.
     pub fn clip_grads(&self, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
@@ -301,16 +317,30 @@ impl Adam {
     /// [`clip_scale`]; pass 1.0 when the store is already clipped). Variables without a gradient are left untouched
     /// (their moments too), as in candle and PyTorch. `t` advances by one.
     pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<StepInfo> {
-        let gs: Vec<Option<Tensor>> = self
-            .vars
+        let gs = self.grads_of(grads);
+        self.step_with(&gs, grad_scale)
+    }
+
+    /// As [`step`](Self::step) with the clip scale as a scalar tensor on the device ([`clip_scale_tensor`]; `None`:
+    /// no scaling), so that no value leaves the device. Same result as `step` with the same scale read back.
+    pub fn step_scaled(&mut self, grads: &GradStore, scale: Option<&Tensor>) -> Result<StepInfo> {
+        let gs = self.grads_of(grads);
+        self.update(&gs, GradScale::Device(scale))
+    }
+
+    fn grads_of(&self, grads: &GradStore) -> Vec<Option<Tensor>> {
+        self.vars
             .iter()
             .map(|(_, v)| grads.get(v.as_tensor()).cloned())
-            .collect();
-        self.step_with(&gs, grad_scale)
+            .collect()
     }
 
     /// As [`step`](Self::step) with explicit gradients, one per variable in [`vars`](Self::vars) order.
     pub fn step_with(&mut self, grads: &[Option<Tensor>], grad_scale: f64) -> Result<StepInfo> {
+        self.update(grads, GradScale::Host(grad_scale))
+    }
+
+    fn update(&mut self, grads: &[Option<Tensor>], grad_scale: GradScale) -> Result<StepInfo> {
         if grads.len() != self.vars.len() {
             return Err(Error::Shape {
                 what: "adam gradients".into(),
@@ -318,12 +348,19 @@ impl Adam {
                 expected: format!("{} gradients, one per variable", self.vars.len()),
             });
         }
-        if !grad_scale.is_finite() {
-            return Err(Error::NonFinite {
-                what: "adam grad_scale".into(),
-                msg: format!("{grad_scale}"),
-            });
-        }
+        let grad_scale = match grad_scale {
+            GradScale::Host(s) if !s.is_finite() => {
+                return Err(Error::NonFinite {
+                    what: "adam grad_scale".into(),
+                    msg: format!("{s}"),
+                })
+            }
+            GradScale::Host(1.0) => None,
+            // `g * s` is candle's affine `g·(s as f32) + 0`; the tensor path rounds the same way.
+            GradScale::Host(s) => Some(ScaleBy::Host(s)),
+            GradScale::Device(None) => None,
+            GradScale::Device(Some(t)) => Some(ScaleBy::Device(t.to_dtype(DType::F32)?)),
+        };
         let p = self.params;
         let lr = p.lr_at(self.t);
         self.t += 1;
@@ -345,10 +382,12 @@ impl Adam {
             // every step's activations to the next: all of them stay alive (on CUDA, where the gradients come from
             // candle's own ops, ≈ 10 GB per step of 64 maps of the `cpu` preset until the device ran out).
             let g = g.detach();
-            let g = if grad_scale == 1.0 {
-                g
-            } else {
-                (g * grad_scale)?
+            let g = match &grad_scale {
+                None => g,
+                Some(ScaleBy::Host(s)) => (g * *s)?,
+                // The product differs from the affine form only in the sign of a zero, which no use of `g` below
+                // can see (`g·c + 0` and `g²` are +0 either way).
+                Some(ScaleBy::Device(s)) => g.broadcast_mul(&s.to_dtype(g.dtype())?)?,
             };
             let next_m = ((&self.m[i] * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
             let next_v = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
@@ -382,23 +421,46 @@ impl Adam {
     }
 }
 
+/// How [`Adam::update`] scales the gradients.
+enum GradScale<'a> {
+    Host(f64),
+    Device(Option<&'a Tensor>),
+}
+
+/// A scale other than the identity, as applied.
+enum ScaleBy {
+    Host(f64),
+    /// An f32 scalar tensor.
+    Device(Tensor),
+}
+
 /// Global L2 norm `√Σᵢ‖gᵢ‖²` of the gradients of `vars` in `grads`, accumulated in f64 across tensors (missing
 /// gradients count as 0).
 pub fn grad_global_norm<'a>(
     vars: impl IntoIterator<Item = &'a Tensor>,
     grads: &GradStore,
 ) -> Result<f64> {
-    let mut sq = 0.0f64;
-    for var in vars {
-        if let Some(g) = grads.get(var) {
-            sq += g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-        }
+    Ok(grad_norm_tensor(vars, grads, &candle_core::Device::Cpu)?.to_scalar::<f64>()?)
+}
+
+/// [`grad_global_norm`] as a detached f64 scalar tensor, computed where the gradients live (`device` only serves
+/// when there is no gradient at all). The squared sums are f32 reductions widened to f64 and summed in order
+/// starting from 0, as the host loop did.
+pub fn grad_norm_tensor<'a>(
+    vars: impl IntoIterator<Item = &'a Tensor>,
+    grads: &GradStore,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let squares = vars
+        .into_iter()
+        .filter_map(|var| grads.get(var))
+        .map(|g| Ok(g.detach().sqr()?.sum_all()?.to_dtype(DType::F64)?))
+        .collect::<Result<Vec<Tensor>>>()?;
+    if squares.is_empty() {
+        return Ok(Tensor::zeros((), DType::F64, device)?);
     }
-    Ok(sq.sqrt())
+    // One f64 vector summed by candle's sequential reduction (0 + s₀ + s₁ + …), not a tree of pairwise adds.
+    Ok(Tensor::stack(&squares, 0)?.sum_all()?.sqrt()?)
 }
 
 /// Clip scale `min(1, max_norm/(norm + 10⁻⁶))` of `torch.nn.utils.clip_grad_norm_`; 1 when `max_norm < 0`
@@ -409,6 +471,18 @@ pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
     } else {
         (max_norm / (norm + CLIP_EPS)).min(1.0)
     }
+}
+
+/// [`clip_scale`] of an f64 scalar norm tensor, on its device; `None` when clipping is disabled. Same value as the
+/// host function (for a finite norm; a non-finite one aborts training anyway).
+pub fn clip_scale_tensor(norm: &Tensor, max_norm: f64) -> Result<Option<Tensor>> {
+    if max_norm < 0.0 {
+        return Ok(None);
+    }
+    let numerator = Tensor::full(max_norm, (), norm.device())?;
+    // `max_norm / (norm + ε)` as one IEEE division (a reciprocal times max_norm would round twice).
+    let scale = numerator.div(&(norm + CLIP_EPS)?)?.minimum(1.0)?;
+    Ok(Some(scale))
 }
 
 /// Scales the gradients of `vars` in `grads` so that their global norm is at most `max_norm`
@@ -664,6 +738,45 @@ mod tests {
         assert!((opt.grad_norm(&g).unwrap() - pre).abs() < 1e-12);
         assert_eq!(clip_scale(3.0, -1.0), 1.0);
         assert_eq!(clip_scale(4.0 - CLIP_EPS, 2.0), 0.5);
+    }
+
+    /// The device-side norm, clip scale and scaled step equal the host ones bit for bit (clipped and unclipped).
+    #[test]
+    fn device_clip_scale_matches_the_host_path() {
+        let p = AdamParams {
+            lr: 0.03,
+            weight_decay: 0.1,
+            warmup: 0,
+            ..Default::default()
+        };
+        for max_norm in [0.5, 1e9, -1.0] {
+            let (x, y) = (quad_var(), quad_var());
+            let mut host = Adam::new(vec![("x".into(), x.clone())], p).unwrap();
+            let mut dev = Adam::new(vec![("x".into(), y.clone())], p).unwrap();
+            for _ in 0..4 {
+                let (gx, gy) = (quad_grads(&x), quad_grads(&y));
+                let norm = host.grad_norm(&gx).unwrap();
+                let norm_t = dev.grad_norm_tensor(&gy).unwrap();
+                assert_eq!(norm.to_bits(), norm_t.to_scalar::<f64>().unwrap().to_bits());
+                let scale_t = clip_scale_tensor(&norm_t, max_norm).unwrap();
+                let want = clip_scale(norm, max_norm);
+                match &scale_t {
+                    Some(s) => assert_eq!(s.to_scalar::<f64>().unwrap().to_bits(), want.to_bits()),
+                    None => assert_eq!(want, 1.0),
+                }
+                host.step(&gx, want).unwrap();
+                dev.step_scaled(&gy, scale_t.as_ref()).unwrap();
+            }
+            let bits = |v: &Var| -> Vec<u32> {
+                v.as_tensor()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect()
+            };
+            assert_eq!(bits(&x), bits(&y), "max_norm {max_norm}");
+        }
     }
 
     /// Round trip through host vectors, as a checkpoint file would.

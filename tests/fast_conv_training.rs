@@ -2,25 +2,13 @@
 //! own conv2d (`ConvImpl::Candle`) step for step. Its own test binary: the convolution choice is process-wide and
 //! would otherwise race with the bit-for-bit resume test in `tests/training.rs`.
 
+mod common;
+
 use candle_core::Device;
-use clustermaps::data::transform::NormStats;
 use clustermaps::model::kernels::conv::{set_conv_impl, ConvImpl};
 use clustermaps::model::ModelConfig;
-use clustermaps::rng::stream;
-use clustermaps::train::{RunConfig, SplitData, TrainConfig, Trainer};
-
-fn split(n: usize, px: usize, seed: u64) -> SplitData {
-    let mut rng = stream(seed, 0);
-    let d = 2 * px * px;
-    let y = clustermaps::sde::standard_normals(&mut rng, n * d);
-    let e = clustermaps::sde::standard_normals(&mut rng, n * d);
-    let x: Vec<f32> = y
-        .iter()
-        .zip(&e)
-        .map(|(y, e)| 0.8 * y + 0.3 + 0.5 * e)
-        .collect();
-    SplitData::from_standardized(y, [n, 2, px, px], x, [n, 2, px, px]).unwrap()
-}
+use clustermaps::train::{RunConfig, TrainConfig, Trainer};
+use common::{dummy_stats, gaussian_split};
 
 fn losses(imp: ConvImpl, steps: usize) -> Vec<f64> {
     set_conv_impl(imp);
@@ -30,11 +18,14 @@ fn losses(imp: ConvImpl, steps: usize) -> Vec<f64> {
         model,
         train: TrainConfig::tiny(),
     };
-    let stats: NormStats = serde_json::from_str(
-        r#"{"split":"train","n_clusters":0,"n_pixels":0,"percentile_method":"none","inputs":[],"targets":[]}"#,
+    let mut t = Trainer::from_data(
+        cfg,
+        gaussian_split(64, 16, 1),
+        None,
+        dummy_stats(),
+        Device::Cpu,
     )
     .unwrap();
-    let mut t = Trainer::from_data(cfg, split(64, 16, 1), None, stats, Device::Cpu).unwrap();
     let out = (0..steps).map(|_| t.step().unwrap().loss).collect();
     set_conv_impl(ConvImpl::Auto);
     out

@@ -32,6 +32,12 @@ slower than 1 thread); measure on a quiet machine, or set OMP_WAIT_POLICY=PASSIV
 
 Default configurations: tiny@16² batch 32; cpu@64² and paper@64² at batch 16 and 32. Output: a JSON array, one
 object per configuration.
+
+On a GPU (`--device cuda`, e.g. `benches/gpu.sh` on the lent H200, where python3 has PyTorch): every timed call ends
+with `torch.cuda.synchronize()`, so a call's time is its device time; `--precisions fp32,tf32,bf16` measures each
+configuration in each mode (`unet_torch.set_precision`: strict fp32, TF32 matmuls and convolutions, bf16 autocast
+with f32 master weights); the phase split is left out (it would need syncs inside the step), and
+`cuda_peak_mib` (`torch.cuda.max_memory_allocated`) replaces nothing: the RSS fields stay for the host process.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ def parse_args(argv=None):
     ap.add_argument("--min-time", type=float, default=10.0, help="and at least this many seconds (default 10)")
     ap.add_argument("--max-steps", type=int, default=200, help="at most this many timed passes (default 200)")
     ap.add_argument("--no-fwd", action="store_true", help="skip the forward-only measurement")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--precisions", default="fp32",
+                    help="comma-separated modes, each measured per configuration: fp32, tf32, bf16 (default fp32)")
     ap.add_argument("--out", help="also write the JSON to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one configuration, print its JSON
     return ap.parse_args(argv)
@@ -82,15 +91,18 @@ def peak_rss_mib() -> float:
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 
 
-def timed_loop(fn, warmup: int, min_steps: int, min_time: float, max_steps: int):
-    """Runs `fn` `warmup` times, then until both minimums are met; returns the list of per-call seconds."""
+def timed_loop(fn, warmup: int, min_steps: int, min_time: float, max_steps: int, sync=lambda: None):
+    """Runs `fn` `warmup` times, then until both minimums are met; returns the list of per-call seconds. `sync`
+    waits for the device after each call (a no-op on the CPU)."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     start = time.perf_counter()
     while len(times) < max_steps and (len(times) < min_steps or time.perf_counter() - start < min_time):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
@@ -118,14 +130,19 @@ def run_child(spec: dict) -> dict:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import unet_torch as ut
 
+    dev = torch.device(spec.get("device", "cpu"))
+    precision = spec.get("precision", "fp32")
+    ut.set_precision(precision)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     rss_start = rss_mib()
     # Library warm-up (lazy imports of the optimizer, first-use kernels) so that the baseline holds it.
-    warm = ut.Trainer(ut.PRESETS["tiny"])
-    wx, wy = torch.randn(2, 2, 16, 16), torch.randn(2, 2, 16, 16)
+    warm = ut.Trainer(ut.PRESETS["tiny"], device=dev, precision=precision)
+    wx, wy = torch.randn(2, 2, 16, 16, device=dev), torch.randn(2, 2, 16, 16, device=dev)
     warm.step(wx, wy)
     warm.net.eval()
     with torch.inference_mode():
-        warm.net(torch.cat([wx, wy], 1), torch.ones(2))
+        warm.net(torch.cat([wx, wy], 1), torch.ones(2, device=dev))
     del warm, wx, wy
     gc.collect()
 
@@ -133,13 +150,15 @@ def run_child(spec: dict) -> dict:
     cfg = ut.PRESETS[spec["preset"]]
     b, s = spec["batch"], cfg.image_size
     rss_base = rss_mib()
-    trainer = ut.Trainer(cfg)
-    x0 = torch.randn(b, cfg.target_channels, s, s)
-    y = torch.randn(b, cfg.cond_channels, s, s)
-    sigma = torch.exp(torch.empty(b).uniform_(math.log(cfg.sigma_min), math.log(cfg.sigma_max)))
+    trainer = ut.Trainer(cfg, device=dev, precision=precision)
+    x0 = torch.randn(b, cfg.target_channels, s, s, device=dev)
+    y = torch.randn(b, cfg.cond_channels, s, s, device=dev)
+    sigma = torch.exp(torch.empty(b, device=dev).uniform_(math.log(cfg.sigma_min), math.log(cfg.sigma_max)))
     x_in = torch.cat([x0 + sigma[:, None, None, None] * torch.randn_like(x0), y], dim=1)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     res = {
-        "runtime": "torch", "conv": "torch",
+        "runtime": "torch", "conv": "torch", "device": dev.type, "precision": precision,
         "preset": spec["preset"], "image": s, "batch": b,
         "params": ut.count_params(trainer.net),
         "threads": torch.get_num_threads(),
@@ -148,13 +167,14 @@ def run_child(spec: dict) -> dict:
         "rss_base_mib": round(rss_base, 1),
         "rss_built_mib": round(rss_mib(), 1),
     }
-    loop = lambda fn: timed_loop(fn, spec["warmup"], spec["min_steps"], spec["min_time"], spec["max_steps"])
+    loop = lambda fn: timed_loop(fn, spec["warmup"], spec["min_steps"], spec["min_time"], spec["max_steps"], sync)
+    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     if spec["fwd"]:
         trainer.net.eval()
 
         def fwd():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 trainer.net(x_in, sigma)
 
         times = loop(fwd)
@@ -165,7 +185,7 @@ def run_child(spec: dict) -> dict:
     losses = []
 
     def train_step():
-        # Trainer.step, split in three timed parts.
+        # Trainer.step, split in three timed parts (on the CPU; a GPU's host clock would time only the launches).
         trainer.net.train()
         t0 = time.perf_counter()
         loss = trainer.loss(x0, y)
@@ -175,7 +195,7 @@ def run_child(spec: dict) -> dict:
         t2 = time.perf_counter()
         trainer.update()
         t3 = time.perf_counter()
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())
         for k, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
             phases[k] += dt
 
@@ -184,17 +204,20 @@ def run_child(spec: dict) -> dict:
         train_step()
     for k in phases:
         phases[k] = 0.0
-    times = timed_loop(train_step, 0, spec["min_steps"], spec["min_time"], spec["max_steps"])
+    times = timed_loop(train_step, 0, spec["min_steps"], spec["min_time"], spec["max_steps"], sync)
     n = len(times)
     peak = peak_rss_mib()
+    if cuda:
+        res.update(cuda_peak_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1),
+                   gpu=torch.cuda.get_device_name(dev))
     res.update(
         train_imgs_per_s=round(b * n / sum(times), 3),
         train_s_per_step=round(sum(times) / n, 4),
         train_s_per_step_min=round(min(times), 4),
         steps_timed=n,
         warmup_steps=spec["warmup"],
-        train_split_s={k: round(v / n, 4) for k, v in phases.items()},
-        last_loss_per_dim=round(losses[-1] / (cfg.target_channels * s * s), 4),
+        train_split_s=None if cuda else {k: round(v / n, 4) for k, v in phases.items()},
+        last_loss_per_dim=round(float(losses[-1]) / (cfg.target_channels * s * s), 4),
         peak_rss_mib=round(peak, 1),
         peak_rss_delta_mib=round(peak - res["rss_base_mib"], 1),
         cuda_build=torch.version.cuda is not None,
@@ -219,10 +242,11 @@ def main(argv=None) -> None:
         env[var] = str(args.threads)
     results = []
     t_all = time.perf_counter()
-    for preset, batch in configs:
+    runs = [(p, b, m) for p, b in configs for m in args.precisions.split(",")]
+    for preset, batch, precision in runs:
         spec = {"preset": preset, "batch": batch, "threads": args.threads, "warmup": args.warmup,
                 "min_steps": args.min_steps, "min_time": args.min_time, "max_steps": args.max_steps,
-                "fwd": not args.no_fwd}
+                "fwd": not args.no_fwd, "device": args.device, "precision": precision}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
                               env=env, capture_output=True, text=True)
@@ -232,7 +256,10 @@ def main(argv=None) -> None:
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         res["wall_s"] = round(time.perf_counter() - t0, 1)
         results.append(res)
-        print(f"[bench] {preset:5s} {res['image']}² b{batch:<3d} params {res['params']:>9,d}  "
+        if args.out:  # after each configuration, so that a run cut short by a time limit keeps what it measured
+            with open(args.out, "w") as f:
+                f.write(json.dumps(results, indent=1) + "\n")
+        print(f"[bench] {preset:5s} {precision} {res['image']}² b{batch:<3d} params {res['params']:>9,d}  "
               f"train {res['train_imgs_per_s']:8.2f} img/s ({res['steps_timed']} steps)  "
               f"fwd {res.get('fwd_imgs_per_s', float('nan')):8.2f} img/s  "
               f"peak {res['peak_rss_mib']:.0f} MiB  ({res['wall_s']:.0f} s)", file=sys.stderr, flush=True)

@@ -343,13 +343,35 @@ def count_params(model: nn.Module, include_buffers: bool = False) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-class Trainer:
-    """Holds the network, Adam and the EMA shadow; `step(x0, y)` does one full training step."""
+PRECISIONS = ("fp32", "tf32", "bf16")
 
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None):
+
+def set_precision(precision: str) -> None:
+    """Process-wide float32 math of matmuls and cuDNN convolutions: IEEE fp32 for `fp32` and `bf16` (whose autocast
+    runs the heavy ops in bf16 anyway), TF32 tensor cores for `tf32`. PyTorch's own default lets cuDNN convolutions
+    use TF32, so an unqualified "fp32" of PyTorch is partly TF32; here `fp32` is strict."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}, expected one of {PRECISIONS}")
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+class Trainer:
+    """Holds the network, Adam and the EMA shadow; `step(x0, y)` does one full training step.
+
+    `device`: where the network, optimiser state and random draws live. `precision="bf16"` runs forward and loss
+    under `torch.autocast(dtype=torch.bfloat16)` with f32 master weights, Adam and EMA (the usual mixed precision);
+    `fp32`/`tf32` only differ in the math mode that `set_precision` selects. No step reads a value back to the host
+    (`update` returns the norm as a tensor), so GPU timings are not paced by host syncs."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig | None = None, device: str = "cpu",
+                 precision: str = "fp32"):
         self.cfg = model_cfg
         self.tcfg = train_cfg or TrainConfig()
-        self.net = NcsnppUnet(model_cfg)
+        self.device = torch.device(device)
+        self.precision = precision
+        self.net = NcsnppUnet(model_cfg).to(self.device)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=self.tcfg.lr, betas=(self.tcfg.beta1, self.tcfg.beta2),
                                     eps=self.tcfg.eps, weight_decay=0.0)
@@ -365,25 +387,27 @@ class Trainer:
     def loss(self, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample `½ Σ (σ·s_θ + z)²`, mean over the batch; `s_θ = F/σ`."""
         b = x0.shape[0]
-        t = torch.rand(b) * (1.0 - self.tcfg.t_eps) + self.tcfg.t_eps
+        t = torch.rand(b, device=x0.device) * (1.0 - self.tcfg.t_eps) + self.tcfg.t_eps
         sigma = self.sigma(t)
         z = torch.randn_like(x0)
         s4 = sigma[:, None, None, None]
         x_t = x0 + s4 * z
-        out = self.net(torch.cat([x_t, y], dim=1), sigma)
-        score = out / s4
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.net(torch.cat([x_t, y], dim=1), sigma)
+        score = out.float() / s4
         per_sample = 0.5 * torch.square(score * s4 + z).reshape(b, -1).sum(dim=-1)
         return per_sample.mean()
 
     @torch.no_grad()
-    def update(self) -> float:
-        """Clip the gradients (global L2 norm), warm-up lr, Adam step, EMA update. Returns the gradient norm."""
+    def update(self) -> torch.Tensor:
+        """Clip the gradients (global L2 norm), warm-up lr, Adam step, EMA update. Returns the gradient norm (a
+        0-d tensor on the device)."""
         tc = self.tcfg
         if tc.grad_clip >= 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm=tc.grad_clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm=tc.grad_clip)
         else:
-            grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
-                                                                    for p in self.params])))
+            grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
+                                                              for p in self.params]))
         lr = tc.lr * min(self.step_count / tc.warmup, 1.0) if tc.warmup > 0 else tc.lr
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -398,13 +422,13 @@ class Trainer:
         return grad_norm
 
     def step(self, x0: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """One training step; returns (loss, grad_norm before clipping)."""
+        """One training step; returns (loss, grad_norm before clipping) as host floats."""
         self.net.train()
         loss = self.loss(x0, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self.update()
-        return float(loss.detach()), grad_norm
+        return float(loss.detach()), float(grad_norm)
 
 
 # --------------------------------------------------------------------------------------------------------------

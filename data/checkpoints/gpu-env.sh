@@ -1,20 +1,5 @@
-# Sourced on the lent GPU machine before data/checkpoints/train-default.sh. That machine lacks fontconfig, freetype
-# and fonts, which the binary links (plotters draws the figures' text), so they travel in .gpu/ beside the CUDA
-# binary. Prepare once, here, from the project root (Debian/Ubuntu library paths):
-#   mkdir -p .gpu/lib .gpu/fonts
-#   for l in libfontconfig.so.1 libfreetype.so.6 libexpat.so.1 libz.so.1 libpng16.so.16 libbrotlidec.so.1 \
-#            libbrotlicommon.so.1; do cp -L /lib/x86_64-linux-gnu/$l .gpu/lib/; done
-#   cp /usr/share/fonts/truetype/dejavu/DejaVuSans{,-Bold,-Oblique}.ttf .gpu/fonts/
-# then carry .gpu and run: source data/checkpoints/gpu-env.sh; data/checkpoints/train-default.sh .gpu/clustermaps-cuda SECONDS $OUT
-export LD_LIBRARY_PATH=$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-mkdir -p /tmp/fc-cache
-cat > /tmp/fonts.conf <<XML
-<?xml version="1.0"?>
-<!DOCTYPE fontconfig SYSTEM "fonts.dtd">
-<fontconfig>
-  <dir>$PWD/.gpu/fonts</dir>
-  <cachedir>/tmp/fc-cache</cachedir>
-  <alias><family>sans-serif</family><prefer><family>DejaVu Sans</family></prefer></alias>
-</fontconfig>
-XML
-export FONTCONFIG_FILE=/tmp/fonts.conf
+# Sourced on the lent GPU machine (repository root) before data/checkpoints/train-default.sh. The environment itself
+# (CUDA libraries of the machine's PyTorch, the font libraries and fonts that travel in .gpu/, the unpacked binaries
+# as $CM_CUDA and $CM_CUDNN) is set up by scripts/gpu-env.sh; scripts/build-cuda.sh prepares .gpu/ here. Then:
+#   source data/checkpoints/gpu-env.sh; data/checkpoints/train-default.sh "$CM_CUDNN" SECONDS $OUT
+source scripts/gpu-env.sh

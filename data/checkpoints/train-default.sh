@@ -4,33 +4,18 @@
 # (EMA checkpoint, full checkpoint for resuming, logs, figures) under $OUT. It continues the shipped model (warm
 # start, see INIT below); data/checkpoints/default.toml records every stage the shipped weights went through.
 #
-#   usage (repository root, GPU machine): source data/checkpoints/gpu-env.sh (fonts, see there); then
+#   usage (repository root, GPU machine): source scripts/gpu-env.sh; then
 #          data/checkpoints/train-default.sh BINARY TRAIN_SECONDS [OUT]
-#   BINARY: the CUDA build of clustermaps (../shared/gpu/build-cuda.sh); the CUDA libraries of the machine's PyTorch
-#   wheels are put on the loader path below.
+#   BINARY: the CUDA build of clustermaps, "$CM_CUDNN" or "$CM_CUDA" (scripts/build-cuda.sh packs it here,
+#   scripts/gpu-env.sh unpacks it there); the CUDA libraries of the machine's PyTorch wheels go on the loader path.
 #   env: INIT (checkpoint to continue, default the shipped one), SEED, DEVICE (cuda), BATCH (64), DATA (an existing full64 dataset instead of generating one), MAX_CLUSTERS (1000),
 #        REPRO_S (seconds for the evaluation, 180) — the knobs exist to dry-run the script on a CPU.
 # Everything is seeded: the same binary on the same GPU model gives the same checkpoint for the same step count.
 set -euo pipefail
 BIN=$1; TRAIN_S=$2; OUT=${3:-${OUT:-out}}
 mkdir -p "$OUT"
-# The CUDA 13 libraries come with PyTorch's pip wheels there: put their lib directories on the loader path once
-# (what ../shared/gpu/run-on-gpu.sh does per call).
-libs=$(python3 - <<'PY' 2>/dev/null || true
-import glob, os
-try:
-    import nvidia; roots = list(nvidia.__path__)
-except Exception:
-    import site; roots = [os.path.join(p, "nvidia") for p in site.getsitepackages()]
-dirs = []
-for r in roots:
-    for d in sorted(glob.glob(os.path.join(r, "*", "lib")) + glob.glob(os.path.join(r, "*", "*", "lib"))):
-        if glob.glob(os.path.join(d, "lib*.so*")) and d not in dirs:
-            dirs.append(d)
-print(":".join(dirs))
-PY
-)
-[[ -n $libs ]] && export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The CUDA 13 libraries come with PyTorch's pip wheels there (idempotent if the caller sourced it already).
+source scripts/gpu-env.sh
 
 cm() { "$BIN" "$@"; }
 WORK=${WORK:-/tmp/clustermaps-gpu}; rm -rf "$WORK"; mkdir -p "$WORK"

@@ -30,6 +30,26 @@ pub enum Augment {
     D4,
 }
 
+/// Float math of a training run's matrix products on a GPU (issue 15, item 5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// IEEE f32 everywhere (the default; the only mode on the CPU).
+    #[default]
+    F32,
+    /// f32 tensors, but cuBLAS may round the inputs of f32 matrix products to TF32 on tensor cores (candle's
+    /// `set_gemm_reduced_precision_f32`, process-wide, set when a trainer opens on CUDA). Ignored on the CPU.
+    /// cuDNN's convolutions follow cuDNN's own default (TF32 allowed on Ampere and later) unless the environment
+    /// sets `NVIDIA_TF32_OVERRIDE=0`.
+    Tf32,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
 /// Hyper-parameters of a training run. Defaults from \[S21\] `configs/default_*_configs.py` and
 /// `ve/cifar10_ncsnpp_continuous.py` where they exist (docs/score-model.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +96,10 @@ pub struct TrainConfig {
     pub large_sigma_min: f64,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
     pub device: String,
+    /// `f32` (default) or `tf32` ([`Precision`]); left out of written configurations when `f32`, so they read as
+    /// before.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -107,6 +131,7 @@ impl Default for TrainConfig {
             large_sigma_share: 0.0,
             large_sigma_min: 1.0,
             device: "auto".into(),
+            precision: Precision::F32,
         }
     }
 }
@@ -336,5 +361,18 @@ mod tests {
         assert!(err.to_string().contains("large_sigma_share"), "{err}");
         let err = RunConfig::from_toml_str("[train]\ndevice = \"tpu\"\n").unwrap_err();
         assert!(err.to_string().contains("tpu"), "{err}");
+    }
+
+    #[test]
+    fn precision_parses_and_the_default_is_not_written() {
+        let cfg = RunConfig::from_toml_str("[train]\nprecision = \"tf32\"\n").unwrap();
+        assert_eq!(cfg.train.precision, Precision::Tf32);
+        assert!(cfg
+            .to_toml_string()
+            .unwrap()
+            .contains("precision = \"tf32\""));
+        let text = RunConfig::preset("cpu").unwrap().to_toml_string().unwrap();
+        assert!(!text.contains("precision"), "{text}");
+        assert!(RunConfig::from_toml_str("[train]\nprecision = \"bf16\"\n").is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! Training logs: `train_log.csv` (one row per step, appended and flushed as the run goes), `val_log.csv`, and
+//! Training logs: `train_log.csv` (one row per step, appended as the trainer reads its steps back: every `log_every`
+//! steps and before each checkpoint and validation), `val_log.csv`, and
 //! `.npy` copies of both rewritten at every checkpoint (for numpy users). A resumed run cuts the CSVs back to its
 //! checkpoint's step, so the logs always describe one consistent run.
 
@@ -71,8 +72,13 @@ fn val_line(v: &ValStats) -> String {
     format!("{},{},{:?}", v.step, cols.join(","), v.mean)
 }
 
-pub(crate) fn append_train_row(dir: &Path, r: &StepStats) -> Result<()> {
-    append(&dir.join(TRAIN_LOG), TRAIN_HEADER, &train_line(r))
+/// Appends rows (one write; nothing for an empty slice).
+pub(crate) fn append_train_rows(dir: &Path, rows: &[StepStats]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = rows.iter().map(train_line).collect();
+    append(&dir.join(TRAIN_LOG), TRAIN_HEADER, &lines.join("\n"))
 }
 
 pub(crate) fn append_val_row(dir: &Path, v: &ValStats) -> Result<()> {

@@ -7,6 +7,15 @@
 //! streams are saved in checkpoints ([`crate::rng::RngState`]), so a run interrupted at a checkpoint and resumed
 //! reproduces the uninterrupted loss curve exactly (same device and thread count).
 //!
+//! **No host reads inside a step** (issue 15, item 4): loss, per-dimension loss and gradient norm stay on the
+//! device as f64 scalars, clipping multiplies by a device-side scale ([`crate::optim::clip_scale_tensor`]), and
+//! [`Trainer::fit`] reads the buffered values back in one transfer every `log_every` steps and before each
+//! validation and checkpoint ([`Trainer::flush`]). A NaN/Inf loss or norm is found there: training stops with
+//! [`Error::NonFinite`] before any checkpoint holds weights updated by that step, so the last checkpoint is intact
+//! (the rows after it that a killed or stopped run wrote are cut back when the run is resumed). On the CPU the
+//! values are the same bit for bit as reading them at every step; [`Trainer::step`] still does that (and refuses a
+//! non-finite step before updating the weights).
+//!
 //! **Run directory** (`--out`): `run.toml` (the configuration), `train_log.csv` (every step: loss, per-dimension
 //! loss, gradient norm, learning rate, seconds), `val_log.csv` (validation losses per noise level), `.npy` copies of
 //! both (rewritten at each checkpoint), `ckpt-<step>.safetensors` (the last `keep_last` periodic checkpoints),
@@ -18,7 +27,7 @@ mod log;
 pub mod stages;
 pub mod warm;
 
-pub use config::{Augment, LossKind, RunConfig, TrainConfig};
+pub use config::{Augment, LossKind, Precision, RunConfig, TrainConfig};
 pub use data::{d4_apply, round_up_2sig, sigma_max_rule, BatchOrder, SplitData};
 pub use log::{StepStats, ValStats};
 pub use stages::{stages_of, Stage};
@@ -43,7 +52,7 @@ use crate::ema::Ema;
 use crate::io::{link_or_copy_atomic, write_atomic};
 use crate::loss::{dsm_loss, edm_loss, LossOutput, Reduce};
 use crate::model::SdeKind;
-use crate::optim::{clip_scale, Adam, AdamState};
+use crate::optim::{clip_scale_tensor, Adam, AdamState};
 use crate::precond::ScoreModel;
 use crate::progress::progress_bar;
 use crate::rng::{normal_tensor, stream, uniforms, RngState};
@@ -65,6 +74,16 @@ pub enum Progress {
     Quiet,
 }
 
+/// A step whose numbers are still on the device.
+struct PendingStep {
+    step: u64,
+    lr: f64,
+    /// f64 `[loss, loss per dimension, gradient norm]`.
+    values: Tensor,
+    /// Host seconds of the step (the wait for the device is charged to the step that reads it back).
+    host_s: f64,
+}
+
 /// A training run in memory.
 pub struct Trainer {
     cfg: RunConfig,
@@ -82,6 +101,8 @@ pub struct Trainer {
     step: u64,
     sigma_max_source: String,
     history: Vec<StepStats>,
+    /// Steps done but not yet read back ([`Trainer::flush`]).
+    pending: Vec<PendingStep>,
     val_history: Vec<ValStats>,
     /// Training seconds of earlier sessions of this run (from the checkpoint) plus this one's so far.
     wall_before: f64,
@@ -172,6 +193,12 @@ impl Trainer {
         } else {
             "configuration".to_string()
         };
+        if device.is_cuda() {
+            // Process-wide in candle: the newest trainer on a GPU decides.
+            candle_core::cuda::set_gemm_reduced_precision_f32(
+                cfg.train.precision == Precision::Tf32,
+            );
+        }
         let (varmap, net) = build_net(&cfg.model, &device)?;
         let model = ScoreModel::new(net)?;
         let adam = Adam::from_varmap(&varmap, cfg.train.adam())?;
@@ -190,6 +217,7 @@ impl Trainer {
             step: 0,
             sigma_max_source,
             history: Vec::new(),
+            pending: Vec::new(),
             val_history: Vec::new(),
             wall_before: 0.0,
             session_start: Instant::now(),
@@ -359,9 +387,25 @@ impl Trainer {
         Ok((p, e))
     }
 
-    /// One optimiser step (docs/score-model.md §7). Errors with [`Error::NonFinite`] on a NaN/Inf loss or gradient norm
-    /// before touching the weights.
+    /// One optimiser step (docs/score-model.md §7), read back at once: errors with [`Error::NonFinite`] on a NaN/Inf loss or
+    /// gradient norm before touching the weights. [`Trainer::fit`] uses the deferred form instead.
     pub fn step(&mut self) -> Result<StepStats> {
+        self.step_inner(true)?;
+        self.flush()?;
+        Ok(self.history.last().expect("flushed one step").clone())
+    }
+
+    /// One optimiser step whose numbers stay on the device until [`Trainer::flush`] (called here every `log_every`
+    /// steps). A non-finite step updates the weights and is reported by the flush.
+    pub fn step_deferred(&mut self) -> Result<()> {
+        self.step_inner(false)?;
+        if self.step.is_multiple_of(self.cfg.train.log_every) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn step_inner(&mut self, check_now: bool) -> Result<()> {
         let t0 = Instant::now();
         let tc = &self.cfg.train;
         let b = tc.batch_size;
@@ -372,44 +416,75 @@ impl Trainer {
         drop(p);
         let p = crate::prof::scope("step: forward+loss");
         let out = self.loss(&x0, &y)?;
-        let (loss, per_dim) = out.values()?;
+        // Detached: a buffered value must not keep the step's autograd graph (its activations) alive.
+        let loss = out.loss.detach().to_dtype(DType::F64)?;
+        let per_dim = out.per_dim.detach().to_dtype(DType::F64)?.mean_all()?;
         drop(p);
         let p = crate::prof::scope("step: backward");
         let grads = out.loss.backward()?;
         drop(p);
         let p = crate::prof::scope("step: grad norm");
-        let grad_norm = self.adam.grad_norm(&grads)?;
+        let grad_norm = self.adam.grad_norm_tensor(&grads)?;
+        let scale = clip_scale_tensor(&grad_norm, self.cfg.train.grad_clip)?;
+        let values = Tensor::stack(&[&loss, &per_dim, &grad_norm], 0)?;
         drop(p);
-        if !loss.is_finite() || !grad_norm.is_finite() {
-            return Err(Error::NonFinite {
-                what: format!("training step {}", self.step + 1),
-                msg: format!(
-                    "loss = {loss}, gradient norm = {grad_norm}; the last checkpoint is intact"
-                ),
-            });
+        if check_now {
+            let v = values.to_vec1::<f64>()?;
+            if let Some(e) = non_finite(self.step + 1, &v) {
+                return Err(e);
+            }
         }
         let p = crate::prof::scope("step: adam");
-        let info = self
-            .adam
-            .step(&grads, clip_scale(grad_norm, self.cfg.train.grad_clip))?;
+        let info = self.adam.step_scaled(&grads, scale.as_ref())?;
         drop(p);
         let p = crate::prof::scope("step: ema");
         self.ema.update_vars(self.adam.vars())?;
         drop(p);
         self.step += 1;
-        let stats = StepStats {
+        self.pending.push(PendingStep {
             step: self.step,
-            loss,
-            loss_per_dim: per_dim,
-            grad_norm,
             lr: info.lr,
-            step_s: t0.elapsed().as_secs_f64(),
-        };
-        if let Some(dir) = &self.run_dir {
-            log::append_train_row(dir, &stats)?;
+            values,
+            host_s: t0.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    /// Reads the buffered steps back (one device-to-host transfer), appends them to the history and to
+    /// `train_log.csv`, and errors with [`Error::NonFinite`] at the first step with a NaN/Inf loss or gradient norm
+    /// (the steps before it are kept and logged). Called by [`Trainer::fit`] every `log_every` steps and before
+    /// validations and checkpoints; a no-op when nothing is pending.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        self.history.push(stats.clone());
-        Ok(stats)
+        let t0 = Instant::now();
+        let pending = std::mem::take(&mut self.pending);
+        let all: Vec<&Tensor> = pending.iter().map(|p| &p.values).collect();
+        let values = Tensor::stack(&all, 0)?.to_vec2::<f64>()?;
+        let wait = t0.elapsed().as_secs_f64();
+        let n = pending.len();
+        let mut rows = Vec::with_capacity(n);
+        let mut bad = None;
+        for (i, (p, v)) in pending.iter().zip(&values).enumerate() {
+            if let Some(e) = non_finite(p.step, v) {
+                bad = Some(e);
+                break;
+            }
+            rows.push(StepStats {
+                step: p.step,
+                loss: v[0],
+                loss_per_dim: v[1],
+                grad_norm: v[2],
+                lr: p.lr,
+                step_s: p.host_s + if i + 1 == n { wait } else { 0.0 },
+            });
+        }
+        if let Some(dir) = &self.run_dir {
+            log::append_train_rows(dir, &rows)?;
+        }
+        self.history.extend(rows);
+        bad.map_or(Ok(()), Err)
     }
 
     /// The loss of the configured kind on one batch, drawing times/σ's, noise and dropout from the noise stream.
@@ -462,6 +537,8 @@ impl Trainer {
     /// Validation DSM loss per dimension of the EMA weights on the first `val_clusters` val maps at each of
     /// `val_times`, with noise from fixed seeds (identical at every evaluation) and no augmentation or dropout.
     pub fn validate(&mut self) -> Result<Option<ValStats>> {
+        // The validation reads values back anyway; the flush also stops a run gone non-finite before it validates.
+        self.flush()?;
         let Some(val) = &self.val else {
             return Ok(None);
         };
@@ -558,9 +635,11 @@ impl Trainer {
         })
     }
 
-    /// Writes `ckpt-<step>.safetensors`, `last.safetensors`, `ema.safetensors` and the `.npy` logs into the run
-    /// directory, then prunes old periodic checkpoints. Returns the periodic checkpoint's path.
-    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+    /// Reads pending steps back ([`Trainer::flush`]: a non-finite one is an error, and nothing is written), then
+    /// writes `ckpt-<step>.safetensors`, `last.safetensors`, `ema.safetensors` and the `.npy` logs into the run
+    /// directory and prunes old periodic checkpoints. Returns the periodic checkpoint's path.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        self.flush()?;
         let dir = self.run_dir.as_ref().ok_or_else(|| {
             Error::Config("no run directory attached (Trainer::attach_run_dir)".into())
         })?;
@@ -612,30 +691,41 @@ impl Trainer {
         let t0 = Instant::now();
         let mut val_msg = String::new();
         while self.step < total_steps {
-            let s = self.step()?;
-            if tc.val_every > 0 && s.step % tc.val_every == 0 {
+            self.step_deferred()?;
+            let step = self.step;
+            if tc.val_every > 0 && step.is_multiple_of(tc.val_every) {
                 if let Some(v) = self.validate()? {
                     val_msg = format!(" | val {:.4}", v.mean);
                 }
             }
             let out_of_time = time_limit.is_some_and(|l| t0.elapsed().as_secs_f64() >= l);
-            let last = s.step == total_steps || out_of_time;
-            if (s.step % tc.checkpoint_every == 0 || last) && self.run_dir.is_some() {
+            let last = step == total_steps || out_of_time;
+            if (step.is_multiple_of(tc.checkpoint_every) || last) && self.run_dir.is_some() {
                 self.save_checkpoint()?;
             }
-            let window = &self.history[self.history.len().saturating_sub(tc.log_every as usize)..];
-            let avg = window.iter().map(|r| r.loss_per_dim).sum::<f64>() / window.len() as f64;
-            let msg = format!("loss/dim {avg:.4}{val_msg}");
+            if last {
+                self.flush()?;
+            }
             if let Some(pb) = &bar {
-                pb.set_position(s.step);
-                pb.set_message(msg);
-            } else if progress == Progress::Lines && (s.step % tc.log_every == 0 || last) {
-                let done = (s.step - start) as f64;
-                let rate = done / t0.elapsed().as_secs_f64();
-                println!(
-                    "step {:>6}/{total_steps} | {msg} | grad norm {:.3} | lr {:.2e} | {:.2} steps/s",
-                    s.step, s.grad_norm, s.lr, rate
-                );
+                pb.set_position(step);
+            }
+            // Numbers exist on the host only for flushed steps (every log_every steps, and the last one).
+            if let Some(s) = self.history.last().filter(|s| s.step == step) {
+                let window =
+                    &self.history[self.history.len().saturating_sub(tc.log_every as usize)..];
+                let avg = window.iter().map(|r| r.loss_per_dim).sum::<f64>() / window.len() as f64;
+                let msg = format!("loss/dim {avg:.4}{val_msg}");
+                if let Some(pb) = &bar {
+                    pb.set_message(msg);
+                } else if progress == Progress::Lines && (step.is_multiple_of(tc.log_every) || last)
+                {
+                    let done = (step - start) as f64;
+                    let rate = done / t0.elapsed().as_secs_f64();
+                    println!(
+                        "step {:>6}/{total_steps} | {msg} | grad norm {:.3} | lr {:.2e} | {:.2} steps/s",
+                        s.step, s.grad_norm, s.lr, rate
+                    );
+                }
             }
             if out_of_time {
                 break;
@@ -646,6 +736,17 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// The error for step `step` if its `[loss, loss per dimension, gradient norm]` are not all finite.
+fn non_finite(step: u64, v: &[f64]) -> Option<Error> {
+    (!v.iter().all(|x| x.is_finite())).then(|| Error::NonFinite {
+        what: format!("training step {step}"),
+        msg: format!(
+            "loss = {}, gradient norm = {}; the last checkpoint is intact",
+            v[0], v[2]
+        ),
+    })
 }
 
 /// What `clustermaps train` asks for; [`open_run`] turns it into a ready [`Trainer`].

@@ -92,6 +92,13 @@ pub fn conv2d_candle(
     bias: Option<&Tensor>,
     geom: ConvGeom,
 ) -> Result<Tensor> {
+    // Forward only: the backward pass of candle's conv2d runs inside candle's autograd, out of reach of a scope.
+    let flops = if prof::enabled() {
+        candle_conv_flops(x, weight, geom)?
+    } else {
+        0.0
+    };
+    let _p = prof::scope_flops("conv fwd (candle conv2d + bias)", flops);
     let y = x.conv2d(weight, geom.padding, geom.stride, geom.dilation, 1)?;
     match bias {
         Some(b) if b.rank() == 2 => {
@@ -101,6 +108,14 @@ pub fn conv2d_candle(
         Some(b) => add_channel_bias(&y, b),
         None => Ok(y),
     }
+}
+
+/// Multiply-adds × 2 of a convolution (for the profile's GFLOP/s).
+fn candle_conv_flops(x: &Tensor, weight: &Tensor, geom: ConvGeom) -> Result<f64> {
+    let ((b, _, h, w), (co, ci, kh, kw)) = (x.dims4()?, weight.dims4()?);
+    let out =
+        |n: usize, k: usize| (n + 2 * geom.padding - geom.dilation * (k - 1) - 1) / geom.stride + 1;
+    Ok(2.0 * (b * co * ci * kh * kw * out(h, kh) * out(w, kw)) as f64)
 }
 
 /// [`FastConv2d`] (CPU f32/f64 tensors only; errors elsewhere).

@@ -47,6 +47,7 @@ pub fn residual_out(x: &Tensor, h: &Tensor, bias: &Tensor, scale: f64) -> Result
             ResidualOut { scale },
         )?)
     } else {
+        let _p = crate::prof::scope("residual-out fwd (candle ops)");
         let sum = add_channel_bias(&(x + h)?, bias)?;
         Ok(if scale == 1.0 {
             sum

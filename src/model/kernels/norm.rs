@@ -82,6 +82,7 @@ impl GroupNormAct {
 
     /// `candle_nn::GroupNorm` (+ SiLU): the reference and the non-CPU path.
     pub(crate) fn forward_composite(&self, x: &Tensor) -> Result<Tensor> {
+        let _p = crate::prof::scope("groupnorm(+silu) fwd (candle ops)");
         let c = self.weight.dim(0)?;
         let gn = candle_nn::GroupNorm::new(
             self.weight.clone(),
