@@ -402,6 +402,24 @@ pub fn net_from_tensors(
 pub fn load_score_model(path: &Path, dev: &Device) -> Result<(ScoreModel, CheckpointMeta)> {
     let ck = Checkpoint::load(path, dev)?;
     let cfg = ck.meta.model.clone();
+    // Before building: a corrupt model_config could describe a network far larger than the file (allocated in
+    // full by `build_net`); a merely different architecture is left to `check_tensors`, which names the tensor.
+    let stored: usize = ck
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with("ema."))
+        .map(|(_, t)| t.elem_count())
+        .sum();
+    let described = crate::model::param_count(&cfg);
+    if described > 4 * stored + (1 << 20) {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "model_config describes {described} parameters, but the file holds {stored} EMA weights (a corrupt \
+                 or foreign configuration)"
+            ),
+        ));
+    }
     let (varmap, net) = build_net(&cfg, dev)?;
     let expected = var_shapes(&varmap)?;
     let ema = ck.group("ema.");

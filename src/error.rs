@@ -65,6 +65,10 @@ pub enum Error {
     #[error("{0} exists and is not empty; pass --force to overwrite it")]
     Exists(PathBuf),
 
+    /// Work that would not fit this machine (memory) or is beyond a sane bound, refused before it starts.
+    #[error("{0}")]
+    Limits(String),
+
     /// An error raised by candle (tensor ops).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -24,6 +24,10 @@ use clustermaps::Result;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Skip the memory estimate and the thread bound checked before work starts (for people who know better
+    /// than the estimate; a run that does not fit may then be killed by the OOM killer).
+    #[arg(long, global = true)]
+    ignore_limits: bool,
 }
 
 #[derive(Subcommand)]
@@ -199,6 +203,7 @@ struct InfoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    clustermaps::resources::set_ignore_limits(cli.ignore_limits);
     let result = match cli.command {
         Command::Generate(a) => generate(a),
         Command::Info(a) => info(a),

@@ -162,6 +162,30 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     let out = opts.out_dir();
     let model = PosteriorModel::load(&opts.checkpoint, &opts.device)?;
     let preset = preset_for(&model)?;
+    let spec = SampleSpec {
+        split: "test".into(),
+        first: 0,
+        clusters,
+        samples,
+        sampler,
+        steps,
+        seed: opts.seed,
+        max_batch: opts.max_batch,
+        progress: opts.progress,
+    };
+    spec.sampler.build(spec.steps)?;
+    let mut memory = model.memory_estimate(&spec);
+    let n = preset.n_pix() as f64;
+    // Rendered clusters, then their inputs and targets gathered into one array each.
+    memory.add(
+        "regenerated test set",
+        2.0 * clusters as f64 * 4.0 * n * n * 4.0,
+    );
+    crate::resources::check_memory(
+        &format!("reproduce on {clusters} clusters × {samples} samples"),
+        &memory,
+        "lower --clusters, --samples or --max-batch",
+    )?;
     log(&format!(
         "checkpoint {} (step {}, {}) on {}",
         opts.checkpoint.display(),
@@ -188,17 +212,6 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         test_set.fingerprint()
     ));
 
-    let spec = SampleSpec {
-        split: "test".into(),
-        first: 0,
-        clusters,
-        samples,
-        sampler,
-        steps,
-        seed: opts.seed,
-        max_batch: opts.max_batch,
-        progress: opts.progress,
-    };
     let t = Instant::now();
     let posterior =
         model.sample_physical(test_set.inputs.clone(), test_set.targets.clone(), &spec)?;

@@ -186,7 +186,10 @@ fn train_cli_errors_are_clear() {
     assert!(String::from_utf8_lossy(&e.stderr).starts_with("error: missing file"));
     // A configuration file built for other map sizes.
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(&bad, RUN_TOML.replace("image_size = 16", "image_size = 32")).unwrap();
+    let other_size = RUN_TOML
+        .replace("image_size = 16", "image_size = 32")
+        .replace("attn_resolutions = [8]", "attn_resolutions = [16]");
+    std::fs::write(&bad, other_size).unwrap();
     let e = train_cmd(&data, &bad, &out, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(

@@ -28,6 +28,7 @@ pub mod edm_heun;
 pub mod em;
 pub mod grid;
 pub mod kind;
+pub mod memory;
 pub mod ode;
 pub mod pc;
 pub mod run;

@@ -25,6 +25,7 @@ use crate::data::dataset::{ArrayKind, Dataset, OpenOptions};
 use crate::data::transform::{ChannelStats, Group, NormStats};
 use crate::io::{write_atomic, write_npy};
 use crate::precond::ScoreModel;
+use crate::resources::MemoryEstimate;
 use crate::{Error, Result};
 
 /// What to sample once a [`SampleSession`] is open: `clusters` consecutive clusters of `split` from index
@@ -282,6 +283,30 @@ impl PosteriorModel {
         (names(Group::Inputs), names(Group::Targets))
     }
 
+    /// Peak memory of [`PosteriorModel::sample_physical`] for `spec` ([`super::memory::sampling_memory`]).
+    pub fn memory_estimate(&self, spec: &SampleSpec) -> MemoryEstimate {
+        let max_batch = spec.max_batch.unwrap_or_else(|| self.default_max_batch());
+        super::memory::sampling_memory(
+            self.model.config(),
+            spec.clusters,
+            spec.samples,
+            max_batch,
+            self.device.is_cpu(),
+        )
+    }
+
+    /// Refuses `spec` when its memory estimate exceeds what the machine has ([`crate::resources::check_memory`]).
+    pub fn check_memory(&self, spec: &SampleSpec) -> Result<()> {
+        crate::resources::check_memory(
+            &format!(
+                "sampling {} clusters × {} samples",
+                spec.clusters, spec.samples
+            ),
+            &self.memory_estimate(spec),
+            "lower --clusters, --samples or --max-batch",
+        )
+    }
+
     /// `[C_in or C_out, H, W]` of one cluster's inputs or targets.
     fn row_len(&self, channels: usize) -> usize {
         let cfg = self.model.config();
@@ -305,6 +330,7 @@ impl PosteriorModel {
         if spec.clusters == 0 {
             return Err(Error::Config("--clusters must be at least 1".into()));
         }
+        self.check_memory(spec)?;
         let cfg = self.model.config();
         let (n, hw) = (spec.clusters, cfg.image_size);
         for (what, data, c) in [

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod data;
 mod log;
+pub mod memory;
 pub mod stages;
 pub mod warm;
 
@@ -694,6 +695,17 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     }
     cfg.validate()?;
     let device = crate::device::open_device(&cfg.train.device)?;
+    let split_size = |name: &str| ds.manifest.split(name).map_or(0, |s| s.n_clusters);
+    crate::resources::check_memory(
+        &format!("training {} on {}", req.config, req.data.display()),
+        &memory::training_memory(
+            &cfg,
+            split_size("train"),
+            split_size("val"),
+            device.is_cpu(),
+        ),
+        "lower train.batch_size, the model's size (nf, ch_mult, attn_resolutions) or the map size",
+    )?;
     let mut notes = Vec::new();
     let existing = checkpoint::list_periodic(&req.out)?;
     if !req.resume && (!existing.is_empty() || req.out.join("last.safetensors").exists()) {
