@@ -12,7 +12,7 @@ use clustermaps::data::observe::{ObsConfig, ObsPreset};
 use clustermaps::data::transform::{ChannelStats, Transform};
 use clustermaps::data::MockConfig;
 use clustermaps::progress::progress_bar;
-use clustermaps::sample::{SampleSession, SampleSpec, SamplerKind};
+use clustermaps::sample::{SampleSession, SampleSpec, SampleTarget, SamplerKind};
 use clustermaps::Result;
 
 #[derive(Parser)]
@@ -81,9 +81,12 @@ struct SampleArgs {
     #[arg(long, default_value = "auto")]
     device: String,
     /// Output FILE.npy (samples, physical units, [N, S, C, H, W]); FILE_mean.npy, FILE_std.npy, FILE_norm.npy,
-    /// FILE_indices.npy and FILE.json are written beside it.
+    /// FILE_indices.npy and FILE.json are written beside it (a directory gets samples.npy and the rest inside).
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing sample set at --out (atomically: the old set stays until the new one is complete).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -349,6 +352,9 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
 }
 
 fn sample(a: SampleArgs) -> Result<()> {
+    // Claimed before any work: a second writer, an overwrite without --force or an output inside the inputs is
+    // refused at once, and the lock is held until the set is written.
+    let target = SampleTarget::claim(&a.out, a.force, &[&a.data, &a.checkpoint])?;
     let session = SampleSession::open(&a.checkpoint, &a.data, &a.device)?;
     for w in session.warnings() {
         eprintln!("warning: {w}");
@@ -368,7 +374,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     for w in &r.warnings[session.warnings().len()..] {
         eprintln!("warning: {w}");
     }
-    let files = r.write(&a.out)?;
+    let files = r.write_to(&target)?;
     println!(
         "sampled {} clusters × {} samples of '{}' (indices {}..{}) with {} on {}: NFE {} per sample, {:.2} s, \
          {:.3} samples/s; checkpoint step {}; wrote {} (+ _mean, _std, _norm, _indices .npy and .json)",

@@ -186,6 +186,8 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         &memory,
         "lower --clusters, --samples or --max-batch",
     )?;
+    // One writer per output directory, from before the work until the last file is written.
+    let _lock = crate::io::OutputLock::directory(&out, "reproduce")?;
     log(&format!(
         "checkpoint {} (step {}, {}) on {}",
         opts.checkpoint.display(),

@@ -29,7 +29,7 @@ use super::cosmology::Cosmology;
 use super::meta::{write_meta_csv, ClusterMeta};
 use super::observe::{ObsConfig, ObsPreset};
 use super::transform::{norm_stats, ChannelSpec, NormStats, StatsAccumulator};
-use crate::io::{read_text, write_atomic, NpyF32Writer, NpyReader};
+use crate::io::{read_text, write_atomic, NpyF32Writer, NpyReader, OutputLock, LOCK_FILE};
 use crate::{Error, Result};
 
 /// Schema of `manifest.toml` written by this crate.
@@ -343,14 +343,18 @@ pub struct DatasetWriter {
     input_stats: StatsAccumulator,
     target_stats: StatsAccumulator,
     finished: Vec<String>,
+    /// One writer per dataset directory, for the writer's life.
+    _lock: OutputLock,
 }
 
 impl DatasetWriter {
-    /// Validates `manifest` and prepares `dir`: a non-empty directory is refused with [`Error::Exists`] unless
-    /// `force`; with `force` the old manifest and stats are removed first (so the directory is not a valid
-    /// dataset until this writer finishes) and dataset files are overwritten; unrelated files are left alone.
+    /// Validates `manifest`, locks `dir` (another writer gets [`Error::Busy`]) and prepares it: a non-empty
+    /// directory is refused with [`Error::Exists`] unless `force`; with `force` the old manifest and stats are
+    /// removed first (so the directory is not a valid dataset until this writer finishes) and dataset files are
+    /// overwritten; unrelated files are left alone.
     pub fn create(dir: &Path, manifest: Manifest, force: bool) -> Result<Self> {
         manifest.validate(&dir.join(MANIFEST_FILE))?;
+        let lock = OutputLock::directory(dir, "generate")?;
         prepare_dir(dir, force)?;
         Ok(DatasetWriter {
             dir: dir.to_path_buf(),
@@ -358,6 +362,7 @@ impl DatasetWriter {
             target_stats: StatsAccumulator::new(&manifest.channels.targets),
             manifest,
             finished: Vec::new(),
+            _lock: lock,
         })
     }
 
@@ -430,11 +435,12 @@ impl DatasetWriter {
     }
 }
 
-/// Refuses a non-empty directory without `force`; with it, removes the files that mark a complete dataset.
+/// Refuses a non-empty directory (our own lock file aside) without `force`; with it, removes the files that mark a
+/// complete dataset.
 fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() {
         let mut entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        if entries.next().is_some() {
+        if entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)) {
             if !force {
                 return Err(Error::Exists(dir.to_path_buf()));
             }

@@ -358,8 +358,13 @@ impl NpyElement for f64 {
 /// Writes a whole array (C order, `shape` of rank ≥ 1 holding `data.len()` values) atomically as a version 1.0
 /// `.npy` file: samples, logs and metrics for numpy users.
 pub fn write_npy<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Result<()> {
-    let n: usize = shape.iter().product();
-    if n != data.len() || shape.is_empty() {
+    write_atomic(path, &npy_bytes(path, data, shape)?)
+}
+
+/// The bytes of the `.npy` file [`write_npy`] writes (`path` only names the array in errors).
+pub fn npy_bytes<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Result<Vec<u8>> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(data.len()) || shape.is_empty() {
         return Err(Error::Shape {
             what: path.display().to_string(),
             got: shape.to_vec(),
@@ -387,7 +392,7 @@ pub fn write_npy<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Res
     for v in data {
         v.put_le_bytes(&mut bytes);
     }
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@
 //! Samples come back in the standardized log space the network was trained in; [`to_physical`] maps them to physical
 //! units with the training split's [`NormStats`].
 //!
-//! [`run`] puts it together for a dataset: [`SampleSession`] loads a checkpoint and a dataset that fit each other,
-//! samples consecutive clusters of a split and writes the `.npy` outputs of `clustermaps sample`.
+//! [`run`] puts it together for a dataset: [`SampleSession`] loads a checkpoint and a dataset that fit each other
+//! and samples consecutive clusters of a split; [`output`] writes and reads the `.npy` sets of `clustermaps sample`
+//! as one unit; [`memory`] estimates a request's memory before it starts.
 
 pub mod driver;
 pub mod edm_heun;
@@ -30,6 +31,7 @@ pub mod grid;
 pub mod kind;
 pub mod memory;
 pub mod ode;
+pub mod output;
 pub mod pc;
 pub mod run;
 #[cfg(test)]
@@ -41,8 +43,9 @@ pub use em::EulerMaruyama;
 pub use grid::SigmaGrid;
 pub use kind::{AnySampler, SamplerKind};
 pub use ode::{OdeMethod, OdeSampler};
+pub use output::{FileDigest, SampleOutputs, SampleRecord, SampleSet, SampleTarget};
 pub use pc::PredictorCorrector;
 pub use run::{
-    sample_clusters, to_physical, PosteriorModel, SampleOutputs, SampleRecord, SampleRequest,
-    SampleResult, SampleSession, SampleSpec,
+    sample_clusters, to_physical, PosteriorModel, SampleRequest, SampleResult, SampleSession,
+    SampleSpec,
 };

@@ -16,14 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
 
 use super::driver::{SampleOpts, Sampler};
 use super::kind::{AnySampler, SamplerKind};
 use crate::checkpoint::{load_score_model, CheckpointMeta};
 use crate::data::dataset::{ArrayKind, Dataset, OpenOptions};
 use crate::data::transform::{ChannelStats, Group, NormStats};
-use crate::io::{write_atomic, write_npy};
 use crate::precond::ScoreModel;
 use crate::resources::MemoryEstimate;
 use crate::{Error, Result};
@@ -140,78 +138,6 @@ pub struct SampleResult {
     /// Problems worth telling the user (normalisation mismatch, dataset warnings, samples outside the training
     /// range). The session's warnings come first.
     pub warnings: Vec<String>,
-}
-
-/// The files [`SampleResult::write`] produces for `--out FILE.npy`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SampleOutputs {
-    /// `FILE.npy`: samples in physical units, f32 `[N, S, C, H, W]`.
-    pub samples: PathBuf,
-    /// `FILE_mean.npy`: per-pixel posterior mean over the samples, physical units, f32 `[N, C, H, W]`.
-    pub mean: PathBuf,
-    /// `FILE_std.npy`: per-pixel posterior standard deviation (population, ddof = 0), f32 `[N, C, H, W]`.
-    pub std: PathBuf,
-    /// `FILE_norm.npy`: samples in standardized units, f32 `[N, S, C, H, W]`.
-    pub norm: PathBuf,
-    /// `FILE_indices.npy`: dataset indices of the clusters, f64 `[N]`.
-    pub indices: PathBuf,
-    /// `FILE.json`: provenance and timing ([`SampleRecord`]).
-    pub json: PathBuf,
-}
-
-impl SampleOutputs {
-    /// The output files for `out` (`FILE.npy`, or `FILE` to which `.npy` is appended).
-    pub fn for_path(out: &Path) -> Self {
-        let s = out.to_string_lossy();
-        let base = s.strip_suffix(".npy").unwrap_or(&s).to_string();
-        let p = |suffix: &str| PathBuf::from(format!("{base}{suffix}"));
-        SampleOutputs {
-            samples: p(".npy"),
-            mean: p("_mean.npy"),
-            std: p("_std.npy"),
-            norm: p("_norm.npy"),
-            indices: p("_indices.npy"),
-            json: p(".json"),
-        }
-    }
-
-    /// Every file, samples first.
-    pub fn all(&self) -> [&Path; 6] {
-        [
-            &self.samples,
-            &self.mean,
-            &self.std,
-            &self.norm,
-            &self.indices,
-            &self.json,
-        ]
-    }
-}
-
-/// The JSON sidecar `FILE.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SampleRecord {
-    pub checkpoint: String,
-    pub step: u64,
-    pub sampler: String,
-    pub sampler_kind: String,
-    pub steps: usize,
-    pub nfe: usize,
-    pub seed: u64,
-    pub split: String,
-    pub indices: Vec<usize>,
-    pub n_samples: usize,
-    /// `[N, S, C, H, W]`.
-    pub shape: Vec<usize>,
-    pub target_channels: Vec<String>,
-    pub max_batch: usize,
-    pub device: String,
-    pub seconds: f64,
-    pub samples_per_s: f64,
-    pub outside_training_range: usize,
-    pub saturated: usize,
-    pub warnings: Vec<String>,
-    pub crate_version: String,
 }
 
 /// Opens the session of `req` and draws its samples (no files written; see [`SampleResult::write`]).
@@ -740,52 +666,6 @@ impl SampleResult {
         }
         (mean, std)
     }
-
-    /// The JSON sidecar's content.
-    pub fn record(&self) -> SampleRecord {
-        SampleRecord {
-            checkpoint: self.checkpoint.display().to_string(),
-            step: self.step,
-            sampler: self.sampler.clone(),
-            sampler_kind: self.sampler_kind.as_str().into(),
-            steps: self.steps,
-            nfe: self.nfe,
-            seed: self.seed,
-            split: self.split.clone(),
-            indices: self.indices.clone(),
-            n_samples: self.shape[1],
-            shape: self.shape.to_vec(),
-            target_channels: self.target_channels.clone(),
-            max_batch: self.max_batch,
-            device: self.device.clone(),
-            seconds: self.seconds,
-            samples_per_s: self.samples_per_s,
-            outside_training_range: self.outside_training_range,
-            saturated: self.saturated,
-            warnings: self.warnings.clone(),
-            crate_version: env!("CARGO_PKG_VERSION").into(),
-        }
-    }
-
-    /// Writes the files of [`SampleOutputs::for_path`]`(out)` (each atomically; the parent directory is created).
-    pub fn write(&self, out: &Path) -> Result<SampleOutputs> {
-        let o = SampleOutputs::for_path(out);
-        if let Some(dir) = o.samples.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let (n, _, c, h, w) = self.dims();
-        let (mean, std) = self.mean_std();
-        write_npy(&o.samples, &self.samples, &self.shape)?;
-        write_npy(&o.norm, &self.samples_norm, &self.shape)?;
-        write_npy(&o.mean, &mean, &[n, c, h, w])?;
-        write_npy(&o.std, &std, &[n, c, h, w])?;
-        let idx: Vec<f64> = self.indices.iter().map(|&i| i as f64).collect();
-        write_npy(&o.indices, &idx, &[n])?;
-        let json = serde_json::to_string_pretty(&self.record())
-            .map_err(|e| Error::Config(format!("sample record to JSON: {e}")))?;
-        write_atomic(&o.json, format!("{json}\n").as_bytes())?;
-        Ok(o)
-    }
 }
 
 /// Standardized samples → physical units: [`NormStats::inverse`] (group `Targets`: undo the standardization, then
@@ -813,21 +693,6 @@ pub fn to_physical(stats: &NormStats, samples: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_paths_follow_the_out_argument() {
-        let o = SampleOutputs::for_path(Path::new("runs/s.npy"));
-        assert_eq!(o.samples, Path::new("runs/s.npy"));
-        assert_eq!(o.mean, Path::new("runs/s_mean.npy"));
-        assert_eq!(o.std, Path::new("runs/s_std.npy"));
-        assert_eq!(o.norm, Path::new("runs/s_norm.npy"));
-        assert_eq!(o.indices, Path::new("runs/s_indices.npy"));
-        assert_eq!(o.json, Path::new("runs/s.json"));
-        assert_eq!(
-            SampleOutputs::for_path(Path::new("s")),
-            SampleOutputs::for_path(Path::new("s.npy"))
-        );
-    }
 
     #[test]
     fn mean_and_population_std_over_samples() {

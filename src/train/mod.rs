@@ -41,7 +41,7 @@ use crate::data::dataset::{Dataset, OpenOptions};
 use crate::data::transform::NormStats;
 use crate::edm::EdmPrecond;
 use crate::ema::Ema;
-use crate::io::{link_or_copy_atomic, write_atomic};
+use crate::io::{link_or_copy_atomic, write_atomic, OutputLock};
 use crate::loss::{dsm_loss, edm_loss, LossOutput, Reduce};
 use crate::model::SdeKind;
 use crate::optim::{clip_scale, Adam, AdamState};
@@ -88,6 +88,8 @@ pub struct Trainer {
     wall_before: f64,
     session_start: Instant,
     run_dir: Option<PathBuf>,
+    /// Held while a run directory is attached: one writer per run directory.
+    lock: Option<OutputLock>,
     info: BTreeMap<String, String>,
 }
 
@@ -195,6 +197,7 @@ impl Trainer {
             wall_before: 0.0,
             session_start: Instant::now(),
             run_dir: None,
+            lock: None,
             info: BTreeMap::new(),
             cfg,
             train,
@@ -302,9 +305,16 @@ impl Trainer {
     }
 
     /// Attaches a run directory: checkpoints and logs go there. Existing logs are cut back to the current step
-    /// (rows written after the checkpoint a resumed run starts from are dropped; they will be recomputed).
+    /// (rows written after the checkpoint a resumed run starts from are dropped; they will be recomputed). The
+    /// directory is locked for as long as this trainer lives: a second trainer or process refuses it.
     pub fn attach_run_dir(&mut self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let locked = self
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.path().parent() == Some(dir));
+        if !locked {
+            self.lock = Some(OutputLock::directory(dir, "train")?);
+        }
         write_atomic(&dir.join("run.toml"), self.cfg.to_toml_string()?.as_bytes())?;
         self.history = log::read_train_log(dir, self.step)?;
         self.val_history = log::read_val_log(dir, self.step)?;
@@ -707,6 +717,7 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
         "lower train.batch_size, the model's size (nf, ch_mult, attn_resolutions) or the map size",
     )?;
     let mut notes = Vec::new();
+    let lock = OutputLock::directory(&req.out, "train")?;
     let existing = checkpoint::list_periodic(&req.out)?;
     if !req.resume && (!existing.is_empty() || req.out.join("last.safetensors").exists()) {
         return Err(Error::Config(format!(
@@ -790,6 +801,7 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     trainer
         .info
         .insert("dataset_dir_name".into(), dir_name(&req.data));
+    trainer.lock = Some(lock);
     trainer.attach_run_dir(&req.out)?;
     Ok((trainer, notes))
 }
