@@ -159,6 +159,10 @@ struct TrainArgs {
     /// Stop (with a checkpoint) after the first step that ends this many seconds after training began.
     #[arg(long, value_name = "SECONDS")]
     time_limit: Option<f64>,
+    /// Start a new run in --out although it holds another run's checkpoints or logged steps (they are deleted);
+    /// with --resume, only when none of its checkpoints is usable.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -286,6 +290,7 @@ fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         init: a.init,
         seed: a.seed,
+        force: a.force,
     };
     let (mut trainer, notes) = open_run(&req)?;
     for n in &notes {
@@ -399,6 +404,7 @@ fn info(a: InfoArgs) -> Result<()> {
         scan_pixels: a.check,
         strict: a.strict,
         trust_stats: a.trust_stats,
+        scan_splits: &[],
     };
     let ds = Dataset::open_with(&a.dir, &opts)?;
     print_summary(&ds, &a.dir);

@@ -156,8 +156,11 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
             "--samples must be at least 2: posterior spread and calibration need several samples per cluster".into(),
         ));
     }
-    if !opts.checkpoint.exists() {
-        return Err(missing_checkpoint(&opts.checkpoint));
+    // Only absence gets the explanation; a symlink loop or a permission problem is reported as what it is.
+    if let Err(e) = std::fs::metadata(&opts.checkpoint) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Err(missing_checkpoint(&opts.checkpoint));
+        }
     }
     let out = opts.out_dir();
     let model = PosteriorModel::load(&opts.checkpoint, &opts.device)?;
@@ -213,6 +216,7 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         timings.generate_s,
         test_set.fingerprint()
     ));
+    check_mass_bins(&test_set)?;
 
     let t = Instant::now();
     let posterior =
@@ -251,9 +255,11 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     log(&format!("metrics in {:.1} s", timings.evaluate_s));
 
     let t = Instant::now();
+    // Every figure is drawn before the first file is written: a figure that fails leaves no partial output.
+    let figs = figures(&test_set, &posterior, &evaluation)?;
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let mut files = evaluation.write(&out.join("metrics"))?;
-    for fig in figures(&test_set, &posterior, &evaluation)? {
+    for fig in figs {
         let (png, svg) = fig.save(out.join(fig.name()))?;
         files.extend([png, svg]);
     }
@@ -271,6 +277,22 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         files,
         timings,
     })
+}
+
+/// The per-bin figures and statistics need a mass bin with at least 2 clusters: checked right after the (cheap)
+/// test set is regenerated, before the (expensive) sampling.
+fn check_mass_bins(test_set: &TestSet) -> Result<()> {
+    let counts: Vec<usize> = (0..4u8)
+        .map(|b| test_set.meta.iter().filter(|m| m.mass_bin == b).count())
+        .collect();
+    if counts.iter().any(|&c| c >= 2) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "--clusters {}: the evaluation needs at least 2 test clusters in one mass bin (per-bin statistics and \
+         figures), but these fall {counts:?} into the 4 bins; use more (the quick default is 24)",
+        test_set.len()
+    )))
 }
 
 /// The dataset preset whose test split fits the model's map size and channels.

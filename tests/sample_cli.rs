@@ -45,11 +45,12 @@ struct Fixture {
     data_other: PathBuf,
 }
 
-fn dataset(dir: &Path, n_pix: usize, seed: u64, sizes: [usize; 3]) {
+fn dataset(dir: &Path, n_pix: usize, seed: u64, sizes: [usize; 3], z: f64) {
     let mut spec = DatasetSpec::preset(DatasetPreset::Tiny);
     spec.n_pix = n_pix;
     spec.seed = seed;
     spec.sizes = sizes;
+    spec.mock.z = z;
     generate_dataset(&spec, dir, 2, false, |_, _| {}).unwrap();
 }
 
@@ -60,7 +61,7 @@ fn fixture() -> &'static Fixture {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let data = root.join("data16");
-        dataset(&data, 16, 1, [48, 4, 8]);
+        dataset(&data, 16, 1, [48, 4, 8], 0.2);
         let cfg = root.join("run.toml");
         std::fs::write(&cfg, RUN_TOML).unwrap();
         let run = root.join("run");
@@ -76,9 +77,10 @@ fn fixture() -> &'static Fixture {
             .unwrap();
         ok(out);
         let data32 = root.join("data32");
-        dataset(&data32, 32, 1, [8, 0, 4]);
+        dataset(&data32, 32, 1, [8, 0, 4], 0.2);
+        // Other data: clusters at another redshift (dimmer in X-rays, other angular scale).
         let data_other = root.join("data16_other");
-        dataset(&data_other, 16, 7, [16, 0, 4]);
+        dataset(&data_other, 16, 7, [16, 0, 4], 0.6);
         Fixture {
             ckpt: run.join("ema.safetensors"),
             root,

@@ -308,7 +308,10 @@ impl RunConfig {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            e => e,
+        })
     }
 
     /// Parses and validates a run TOML.
