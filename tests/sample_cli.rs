@@ -4,12 +4,16 @@
 //! with clear messages.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use clustermaps::checkpoint::Checkpoint;
 use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
 use clustermaps::io::read_npy_f32;
+use clustermaps::sample::SampleSet;
+
+mod common;
+use common::{fails, ok};
 
 const RUN_TOML: &str = r#"
 [model]
@@ -106,24 +110,6 @@ fn sample_cmd(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The error message of a failed run (asserts the failure and the `error:` prefix).
-fn fails(out: Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected a failure; stderr: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    err
-}
-
 fn npy(path: &Path, shape: &[usize]) -> Vec<f32> {
     let (v, s) = read_npy_f32(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(s, shape, "{}", path.display());
@@ -192,6 +178,10 @@ fn check_outputs(dir: &Path, name: &str, ckpt: &Path) {
     assert_eq!(json["step"], 10);
     assert!(json["nfe"].as_u64().unwrap() > 0 && json["samples_per_s"].as_f64().unwrap() > 0.0);
     assert!(json["outside_training_range"].is_u64() && json["saturated"].is_u64());
+    // The record lists every array with its size and hash, and they match.
+    let set = SampleSet::read(&stem(dir, name, ".npy")).unwrap();
+    assert_eq!(set.record.files.len(), 5);
+    assert_eq!(set.samples, s);
 }
 
 #[test]

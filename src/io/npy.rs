@@ -100,18 +100,21 @@ impl NpyReader {
                 "a 0-d (scalar) array, expected an array of maps",
             ));
         }
-        let expected = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
-        let found = file_len - data_offset;
-        if found != expected {
-            let what = if found < expected {
-                "truncated"
-            } else {
-                "unexpected trailing bytes"
+        // Checked: a corrupt header may declare more elements than a u64 counts.
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d as u64));
+        let found = file_len.saturating_sub(data_offset);
+        if expected != Some(found) {
+            let (what, bytes) = match expected {
+                Some(e) if found > e => ("unexpected trailing bytes", e.to_string()),
+                Some(e) => ("truncated", e.to_string()),
+                None => ("truncated", "more than 2^64".to_string()),
             };
             return Err(Error::format(
                 path,
                 format!(
-                    "{what}: header declares shape {shape:?} '{}' = {expected} data bytes, file holds {found}",
+                    "{what}: header declares shape {shape:?} '{}' = {bytes} data bytes, file holds {found}",
                     dtype.descr()
                 ),
             ));
