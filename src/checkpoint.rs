@@ -233,6 +233,9 @@ fn parse_meta(raw: &HashMap<String, String>, path: &Path) -> Result<CheckpointMe
     };
     let norm_stats: NormStats = serde_json::from_str(get("norm_stats")?)
         .map_err(|e| Error::checkpoint(path, format!("norm_stats: {e}")))?;
+    norm_stats
+        .check()
+        .map_err(|e| Error::checkpoint(path, format!("norm_stats: {e}")))?;
     let rng = |k: &str| -> Result<Option<RngState>> {
         raw.get(k)
             .map(|s| {
@@ -362,23 +365,31 @@ pub fn list_periodic(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// A checkpoint found on disk: its path and contents.
 pub type Found = (PathBuf, Checkpoint);
 
-/// The newest periodic checkpoint of `dir` that loads cleanly, with warnings about newer ones that did not
-/// (a truncated file from a crash is skipped, not fatal).
+/// The newest training checkpoint of `dir` that loads cleanly — the periodic ones newest first, then
+/// `last.safetensors` — with one line per newer file that did not and why (a truncated file from a crash is
+/// skipped, not fatal).
 pub fn latest_valid(dir: &Path, dev: &Device) -> Result<(Option<Found>, Vec<String>)> {
-    let mut warnings = Vec::new();
-    for (_, path) in list_periodic(dir)?.into_iter().rev() {
+    let mut skipped = Vec::new();
+    let mut candidates: Vec<PathBuf> = list_periodic(dir)?
+        .into_iter()
+        .rev()
+        .map(|(_, p)| p)
+        .collect();
+    let last = dir.join("last.safetensors");
+    if last.exists() {
+        candidates.push(last);
+    }
+    for path in candidates {
         match Checkpoint::load(&path, dev) {
-            Ok(c) if c.meta.kind == CheckpointKind::Train => {
-                return Ok((Some((path, c)), warnings))
-            }
-            Ok(_) => warnings.push(format!(
-                "{}: not a training checkpoint, skipped",
+            Ok(c) if c.meta.kind == CheckpointKind::Train => return Ok((Some((path, c)), skipped)),
+            Ok(_) => skipped.push(format!(
+                "{}: an inference checkpoint, not a training one",
                 path.display()
             )),
-            Err(e) => warnings.push(format!("skipping unusable checkpoint: {e}")),
+            Err(e) => skipped.push(e.to_string()),
         }
     }
-    Ok((None, warnings))
+    Ok((None, skipped))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -405,6 +416,24 @@ pub fn net_from_tensors(
 pub fn load_score_model(path: &Path, dev: &Device) -> Result<(ScoreModel, CheckpointMeta)> {
     let ck = Checkpoint::load(path, dev)?;
     let cfg = ck.meta.model.clone();
+    // Before building: a corrupt model_config could describe a network far larger than the file (allocated in
+    // full by `build_net`); a merely different architecture is left to `check_tensors`, which names the tensor.
+    let stored: usize = ck
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with("ema."))
+        .map(|(_, t)| t.elem_count())
+        .sum();
+    let described = crate::model::param_count(&cfg);
+    if described > 4 * stored + (1 << 20) {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "model_config describes {described} parameters, but the file holds {stored} EMA weights (a corrupt \
+                 or foreign configuration)"
+            ),
+        ));
+    }
     let (varmap, net) = build_net(&cfg, dev)?;
     let expected = var_shapes(&varmap)?;
     let ema = ck.group("ema.");

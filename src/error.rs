@@ -65,6 +65,25 @@ pub enum Error {
     #[error("{0} exists and is not empty; pass --force to overwrite it")]
     Exists(PathBuf),
 
+    /// Refusing to replace an existing output file (a sample set's member, say).
+    #[error("{0} exists; pass --force to overwrite it")]
+    FileExists(PathBuf),
+
+    /// Another process holds the lock of an output (run directory, dataset, sample set).
+    #[error(
+        "{path} is in use by another clustermaps process ({holder}, lock file {lock}); wait for it to finish or \
+         choose another output"
+    )]
+    Busy {
+        path: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+
+    /// Work that would not fit this machine (memory) or is beyond a sane bound, refused before it starts.
+    #[error("{0}")]
+    Limits(String),
+
     /// An error raised by candle (tensor ops).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -36,6 +36,7 @@ pub mod precond;
 pub mod prof;
 pub mod progress;
 pub mod reproduce;
+pub mod resources;
 pub mod rng;
 pub mod sample;
 pub mod sde;

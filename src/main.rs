@@ -12,7 +12,9 @@ use clustermaps::data::observe::{ObsConfig, ObsPreset};
 use clustermaps::data::transform::{ChannelStats, Transform};
 use clustermaps::data::MockConfig;
 use clustermaps::progress::progress_bar;
-use clustermaps::sample::{Churn, SampleSession, SampleSpec, SamplerChoice, SamplerKind};
+use clustermaps::sample::{
+    Churn, SampleSession, SampleSpec, SampleTarget, SamplerChoice, SamplerKind,
+};
 use clustermaps::Result;
 
 #[derive(Parser)]
@@ -24,6 +26,10 @@ use clustermaps::Result;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Skip the memory estimate and the thread bound checked before work starts (for people who know better
+    /// than the estimate; a run that does not fit may then be killed by the OOM killer).
+    #[arg(long, global = true)]
+    ignore_limits: bool,
 }
 
 #[derive(Subcommand)]
@@ -109,9 +115,12 @@ struct SampleArgs {
     #[arg(long, default_value = "auto")]
     device: String,
     /// Output FILE.npy (samples, physical units, [N, S, C, H, W]); FILE_mean.npy, FILE_std.npy, FILE_norm.npy,
-    /// FILE_indices.npy and FILE.json are written beside it.
+    /// FILE_indices.npy and FILE.json are written beside it (a directory gets samples.npy and the rest inside).
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing sample set at --out (atomically: the old set stays until the new one is complete).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -187,6 +196,10 @@ struct TrainArgs {
     /// Stop (with a checkpoint) after the first step that ends this many seconds after training began.
     #[arg(long, value_name = "SECONDS")]
     time_limit: Option<f64>,
+    /// Start a new run in --out although it holds another run's checkpoints or logged steps (they are deleted);
+    /// with --resume, only when none of its checkpoints is usable.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -234,6 +247,7 @@ struct InfoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    clustermaps::resources::set_ignore_limits(cli.ignore_limits);
     let result = match cli.command {
         Command::Generate(a) => generate(a),
         Command::Info(a) => info(a),
@@ -314,6 +328,7 @@ fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         init: a.init,
         seed: a.seed,
+        force: a.force,
     };
     let (mut trainer, notes) = open_run(&req)?;
     for n in &notes {
@@ -426,6 +441,9 @@ fn compare(a: CompareArgs) -> Result<()> {
 }
 
 fn sample(a: SampleArgs) -> Result<()> {
+    // Claimed before any work: a second writer, an overwrite without --force or an output inside the inputs is
+    // refused at once, and the lock is held until the set is written.
+    let target = SampleTarget::claim(&a.out, a.force, &[&a.data, &a.checkpoint])?;
     let session = SampleSession::open(&a.checkpoint, &a.data, &a.device)?;
     for w in session.warnings() {
         eprintln!("warning: {w}");
@@ -446,7 +464,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     for w in &r.warnings[session.warnings().len()..] {
         eprintln!("warning: {w}");
     }
-    let files = r.write(&a.out)?;
+    let files = r.write_to(&target)?;
     println!(
         "sampled {} clusters × {} samples of '{}' (indices {}..{}) with {} on {}: NFE {} per sample, {:.2} s, \
          {:.3} samples/s; checkpoint step {}; wrote {} (+ _mean, _std, _norm, _indices .npy and .json)",
@@ -471,6 +489,7 @@ fn info(a: InfoArgs) -> Result<()> {
         scan_pixels: a.check,
         strict: a.strict,
         trust_stats: a.trust_stats,
+        scan_splits: &[],
     };
     let ds = Dataset::open_with(&a.dir, &opts)?;
     print_summary(&ds, &a.dir);

@@ -162,12 +162,42 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
             "--samples must be at least 2: posterior spread and calibration need several samples per cluster".into(),
         ));
     }
-    if !opts.checkpoint.exists() {
-        return Err(missing_checkpoint(&opts.checkpoint));
+    // Only absence gets the explanation; a symlink loop or a permission problem is reported as what it is.
+    if let Err(e) = std::fs::metadata(&opts.checkpoint) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Err(missing_checkpoint(&opts.checkpoint));
+        }
     }
     let out = opts.out_dir();
     let model = PosteriorModel::load(&opts.checkpoint, &opts.device)?;
     let preset = test_preset(&model)?;
+    let spec = SampleSpec {
+        split: "test".into(),
+        first: 0,
+        clusters,
+        samples,
+        sampler,
+        steps,
+        churn: opts.churn,
+        seed: opts.seed,
+        max_batch: opts.max_batch,
+        progress: opts.progress,
+    };
+    spec.sampler.build_with(spec.steps, spec.churn)?;
+    let mut memory = model.memory_estimate(&spec);
+    let n = preset.n_pix() as f64;
+    // Rendered clusters, then their inputs and targets gathered into one array each.
+    memory.add(
+        "regenerated test set",
+        2.0 * clusters as f64 * 4.0 * n * n * 4.0,
+    );
+    crate::resources::check_memory(
+        &format!("reproduce on {clusters} clusters × {samples} samples"),
+        &memory,
+        "lower --clusters, --samples or --max-batch",
+    )?;
+    // One writer per output directory, from before the work until the last file is written.
+    let _lock = crate::io::OutputLock::directory(&out, "reproduce")?;
     log(&format!(
         "checkpoint {} (step {}, {}) on {}",
         opts.checkpoint.display(),
@@ -193,19 +223,8 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         timings.generate_s,
         test_set.fingerprint()
     ));
+    check_mass_bins(&test_set)?;
 
-    let spec = SampleSpec {
-        split: "test".into(),
-        first: 0,
-        clusters,
-        samples,
-        sampler,
-        steps,
-        churn: opts.churn,
-        seed: opts.seed,
-        max_batch: opts.max_batch,
-        progress: opts.progress,
-    };
     let t = Instant::now();
     let posterior =
         model.sample_physical(test_set.inputs.clone(), test_set.targets.clone(), &spec)?;
@@ -229,9 +248,11 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
     log(&format!("metrics in {:.1} s", timings.evaluate_s));
 
     let t = Instant::now();
+    // Every figure is drawn before the first file is written: a figure that fails leaves no partial output.
+    let figs = figures(&test_set, &posterior, &evaluation)?;
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let mut files = evaluation.write(&out.join("metrics"))?;
-    for fig in figures(&test_set, &posterior, &evaluation)? {
+    for fig in figs {
         let (png, svg) = fig.save(out.join(fig.name()))?;
         files.extend([png, svg]);
     }
@@ -249,6 +270,22 @@ pub fn reproduce(opts: &ReproduceOptions, mut log: impl FnMut(&str)) -> Result<R
         files,
         timings,
     })
+}
+
+/// The per-bin figures and statistics need a mass bin with at least 2 clusters: checked right after the (cheap)
+/// test set is regenerated, before the (expensive) sampling.
+fn check_mass_bins(test_set: &TestSet) -> Result<()> {
+    let counts: Vec<usize> = (0..4u8)
+        .map(|b| test_set.meta.iter().filter(|m| m.mass_bin == b).count())
+        .collect();
+    if counts.iter().any(|&c| c >= 2) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "--clusters {}: the evaluation needs at least 2 test clusters in one mass bin (per-bin statistics and \
+         figures), but these fall {counts:?} into the 4 bins; use more (the quick default is 24)",
+        test_set.len()
+    )))
 }
 
 /// Settings of [`evaluate`] for maps of the target channels `targets`: the documented defaults, with the metrics in

@@ -4,13 +4,16 @@
 //! with clear messages.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use clustermaps::checkpoint::Checkpoint;
 use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
 use clustermaps::io::read_npy_f32;
-use clustermaps::sample::{first_with_dataset, training_dataset};
+use clustermaps::sample::{first_with_dataset, training_dataset, SampleSet};
+
+mod common;
+use common::{fails, ok};
 
 const RUN_TOML: &str = r#"
 [model]
@@ -46,11 +49,12 @@ struct Fixture {
     data_other: PathBuf,
 }
 
-fn dataset(dir: &Path, n_pix: usize, seed: u64, sizes: [usize; 3]) {
+fn dataset(dir: &Path, n_pix: usize, seed: u64, sizes: [usize; 3], z: f64) {
     let mut spec = DatasetSpec::preset(DatasetPreset::Tiny);
     spec.n_pix = n_pix;
     spec.seed = seed;
     spec.sizes = sizes;
+    spec.mock.z = z;
     generate_dataset(&spec, dir, 2, false, |_, _| {}).unwrap();
 }
 
@@ -61,7 +65,7 @@ fn fixture() -> &'static Fixture {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let data = root.join("data16");
-        dataset(&data, 16, 1, [48, 4, 8]);
+        dataset(&data, 16, 1, [48, 4, 8], 0.2);
         let cfg = root.join("run.toml");
         std::fs::write(&cfg, RUN_TOML).unwrap();
         let run = root.join("run");
@@ -77,9 +81,10 @@ fn fixture() -> &'static Fixture {
             .unwrap();
         ok(out);
         let data32 = root.join("data32");
-        dataset(&data32, 32, 1, [8, 0, 4]);
+        dataset(&data32, 32, 1, [8, 0, 4], 0.2);
+        // Other data: clusters at another redshift (dimmer in X-rays, other angular scale).
         let data_other = root.join("data16_other");
-        dataset(&data_other, 16, 7, [16, 0, 4]);
+        dataset(&data_other, 16, 7, [16, 0, 4], 0.6);
         Fixture {
             ckpt: run.join("ema.safetensors"),
             root,
@@ -103,24 +108,6 @@ fn sample_cmd(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
         // Same thread count in every process: gemm blocking, hence float rounding, depends on it.
         .env("RAYON_NUM_THREADS", "2");
     c
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The error message of a failed run (asserts the failure and the `error:` prefix).
-fn fails(out: Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected a failure; stderr: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    err
 }
 
 fn npy(path: &Path, shape: &[usize]) -> Vec<f32> {
@@ -191,6 +178,10 @@ fn check_outputs(dir: &Path, name: &str, ckpt: &Path) {
     assert_eq!(json["step"], 10);
     assert!(json["nfe"].as_u64().unwrap() > 0 && json["samples_per_s"].as_f64().unwrap() > 0.0);
     assert!(json["outside_training_range"].is_u64() && json["saturated"].is_u64());
+    // The record lists every array with its size and hash, and they match.
+    let set = SampleSet::read(&stem(dir, name, ".npy")).unwrap();
+    assert_eq!(set.record.files.len(), 5);
+    assert_eq!(set.samples, s);
 }
 
 #[test]

@@ -3,12 +3,15 @@
 //! fail with clear messages.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use candle_core::Device;
 use clustermaps::checkpoint::Checkpoint;
 use clustermaps::data::generate::{generate_dataset, DatasetPreset, DatasetSpec};
+
+mod common;
+use common::{ok, wait_for_file};
 
 const RUN_TOML: &str = r#"
 [model]
@@ -59,16 +62,6 @@ fn train_cmd(data: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// CSV rows without the last column (step seconds).
 fn log_without_timing(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("train_log.csv"))
@@ -115,18 +108,7 @@ fn sigkill_and_resume_reproduce_the_uninterrupted_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !b.join("ckpt-00000010.safetensors").exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no checkpoint after 120 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_file(&mut child, &b.join("ckpt-00000010.safetensors"));
     std::thread::sleep(Duration::from_millis(150));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -186,7 +168,10 @@ fn train_cli_errors_are_clear() {
     assert!(String::from_utf8_lossy(&e.stderr).starts_with("error: missing file"));
     // A configuration file built for other map sizes.
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(&bad, RUN_TOML.replace("image_size = 16", "image_size = 32")).unwrap();
+    let other_size = RUN_TOML
+        .replace("image_size = 16", "image_size = 32")
+        .replace("attn_resolutions = [8]", "attn_resolutions = [16]");
+    std::fs::write(&bad, other_size).unwrap();
     let e = train_cmd(&data, &bad, &out, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(

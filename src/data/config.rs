@@ -413,6 +413,71 @@ impl Default for NumericsConfig {
     }
 }
 
+impl NumericsConfig {
+    /// Counts between a minimum that keeps the integrals meaningful and a maximum that keeps a cluster within
+    /// seconds to minutes (the cost grows with `subsample²` per pixel, `field_cells²` per map and linearly in the
+    /// table and quadrature sizes).
+    fn validate(&self) -> Result<()> {
+        let counts = [
+            ("numerics.subsample", self.subsample, 1, 64),
+            ("numerics.subsample_centre", self.subsample_centre, 1, 256),
+            ("numerics.table_nodes", self.table_nodes, 8, 1 << 16),
+            ("numerics.sub_table_nodes", self.sub_table_nodes, 8, 1 << 16),
+            ("numerics.gl_panels", self.gl_panels, 1, 1024),
+            ("numerics.gl_nodes", self.gl_nodes, self.gl_panels, 1 << 16),
+            (
+                "numerics.sub_gl_nodes",
+                self.sub_gl_nodes,
+                self.gl_panels,
+                1 << 16,
+            ),
+            ("numerics.field_cells", self.field_cells, 8, 4096),
+            ("numerics.radial_samples", self.radial_samples, 16, 1 << 20),
+        ];
+        for (name, v, lo, hi) in counts {
+            if !(lo..=hi).contains(&v) {
+                return Err(Error::Config(format!(
+                    "{name} = {v}: must be in [{lo}, {hi}]"
+                )));
+            }
+        }
+        Range::Closed(0.0, 64.0).check("numerics.centre_radius_px", self.centre_radius_px)?;
+        if !self.field_cells.is_power_of_two() {
+            return Err(Error::Config(format!(
+                "numerics.field_cells = {}: must be a power of two (FFT grid)",
+                self.field_cells
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A parameter's name, value and allowed range.
+type Checked<'a> = (&'a str, f64, Range);
+
+/// The allowed values of one physics parameter. NaN is outside every range.
+#[derive(Debug, Clone, Copy)]
+enum Range {
+    /// `lo ≤ v ≤ hi`.
+    Closed(f64, f64),
+    /// `0 < v ≤ hi`.
+    Positive(f64),
+}
+
+impl Range {
+    fn check(self, name: &str, v: f64) -> Result<()> {
+        let (ok, text) = match self {
+            Range::Closed(lo, hi) => (v >= lo && v <= hi, format!("[{lo}, {hi}]")),
+            Range::Positive(hi) => (v > 0.0 && v <= hi, format!("(0, {hi}]")),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("{name} = {v}: must be in {text}")))
+        }
+    }
+}
+
 impl MockConfig {
     /// The `smooth` physics preset: spherical, no substructure, merger, background or fluctuations.
     pub fn smooth() -> Self {
@@ -431,50 +496,169 @@ impl MockConfig {
         Ok(cfg)
     }
 
-    /// Rejects values that would make the model meaningless or produce NaN.
-    // Negated comparisons on purpose: `!(a < b)` also rejects NaN.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    /// Rejects values that would make the model meaningless, produce NaN or infinite maps, or run for hours: every
+    /// parameter is range-checked (NaN fails every range) and the error names it, e.g.
+    /// `cosmology.omega_m = 0: must be in (0, 1]`. The ranges are wide — they bound what the formulas survive,
+    /// not what is plausible — and include every default with room to spare.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Config(m.to_string()));
-        if !(self.z >= 0.0 && self.z < 10.0) {
-            return bad("z must be in [0, 10)");
+        use Range::{Closed, Positive};
+        let c = &self.cosmology;
+        let (m, h, p, d) = (&self.mass, &self.halo, &self.pressure, &self.density);
+        let (sub, mg) = (&self.subhalos, &self.merger);
+        let boost = mg.pressure_boost_min;
+        let (bg, fl) = (&self.background, &self.fluctuations);
+        let f_b = c.omega_b / c.omega_m;
+        // z = 0 puts the cluster at zero distance: an infinite pixel angle.
+        let top = [
+            ("z", self.z, Closed(0.01, 10.0)),
+            ("side_kpc", self.side_kpc, Closed(100.0, 1e5)),
+        ];
+        let cosmology = [
+            ("h", c.h, Closed(0.2, 2.0)),
+            ("omega_m", c.omega_m, Positive(1.0)),
+            ("omega_lambda", c.omega_lambda, Closed(0.0, 2.0)),
+            ("omega_b", c.omega_b, Positive(c.omega_m)),
+            ("x_hydrogen", c.x_hydrogen, Closed(0.5, 1.0)),
+        ];
+        let mass = [
+            ("log10_m_min", m.log10_m_min, Closed(10.0, 17.0)),
+            ("log10_m_max", m.log10_m_max, Closed(m.log10_m_min, 17.0)),
+        ];
+        let halo = [
+            ("c_norm", h.c_norm, Positive(100.0)),
+            ("c_mass_slope", h.c_mass_slope, Closed(-2.0, 2.0)),
+            ("c_z_slope", h.c_z_slope, Closed(-5.0, 5.0)),
+            ("c_pivot_msun", h.c_pivot_msun, Closed(1e6, 1e18)),
+            ("c_scatter_dex", h.c_scatter_dex, Closed(0.0, 1.0)),
+            ("c_min", h.c_min, Positive(100.0)),
+            ("c_max", h.c_max, Closed(h.c_min, 100.0)),
+            ("s_mean", h.s_mean, Positive(1.0)),
+            ("s_sd", h.s_sd, Closed(0.0, 1.0)),
+            ("s_min", h.s_min, Positive(1.0)),
+            ("s_max", h.s_max, Closed(h.s_min, 1.0)),
+            ("gas_shape_eta", h.gas_shape_eta, Closed(0.0, 5.0)),
+        ];
+        let pressure = [
+            ("p0", p.p0, Positive(1e4)),
+            ("c500", p.c500, Positive(100.0)),
+            ("gamma", p.gamma, Closed(0.0, 5.0)),
+            ("alpha", p.alpha, Positive(20.0)),
+            ("beta", p.beta, Positive(50.0)),
+            ("alpha_p", p.alpha_p, Closed(-2.0, 2.0)),
+            ("p0_scatter", p.p0_scatter, Closed(0.0, 2.0)),
+            ("c500_scatter", p.c500_scatter, Closed(0.0, 2.0)),
+            (
+                "c500_conc_coupling",
+                p.c500_conc_coupling,
+                Closed(-5.0, 5.0),
+            ),
+            ("t_min_kev", p.t_min_kev, Positive(1e3)),
+            ("t_max_kev", p.t_max_kev, Closed(p.t_min_kev, 1e3)),
+            ("lambda0", p.lambda0, Positive(1e-15)),
+            ("lambda_t", p.lambda_t, Closed(-5.0, 5.0)),
+        ];
+        let density = [
+            ("rc_frac", d.rc_frac, Positive(10.0)),
+            ("rc_scatter", d.rc_scatter, Closed(0.0, 2.0)),
+            ("alpha_n_min", d.alpha_n_min, Closed(0.0, 3.0)),
+            ("alpha_n_max", d.alpha_n_max, Closed(d.alpha_n_min, 3.0)),
+            ("beta_n_min", d.beta_n_min, Positive(5.0)),
+            ("beta_n_max", d.beta_n_max, Closed(d.beta_n_min, 5.0)),
+            ("rsg_frac", d.rsg_frac, Positive(20.0)),
+            ("rsg_scatter", d.rsg_scatter, Closed(0.0, 2.0)),
+            ("delta_out_sd", d.delta_out_sd, Closed(0.0, 2.0)),
+            ("fgas_norm", d.fgas_norm, Positive(1.0)),
+            ("fgas_pivot_msun", d.fgas_pivot_msun, Closed(1e6, 1e18)),
+            ("fgas_slope", d.fgas_slope, Closed(-2.0, 2.0)),
+            ("fgas_scatter", d.fgas_scatter, Closed(0.0, 2.0)),
+            // Above the cosmic baryon fraction the gas would outweigh what the halo can hold.
+            ("fgas_cap", d.fgas_cap, Positive(f_b)),
+            ("baryon_guard", d.baryon_guard, Positive(10.0)),
+            ("truncation_r200", d.truncation_r200, Closed(0.5, 100.0)),
+        ];
+        let subhalos = [
+            ("count_norm", sub.count_norm, Closed(0.0, 1e3)),
+            ("count_slope", sub.count_slope, Closed(-5.0, 5.0)),
+            ("mu_min", sub.mu_min, Positive(1.0)),
+            ("mu_max", sub.mu_max, Closed(sub.mu_min, 1.0)),
+            ("mu_index", sub.mu_index, Closed(0.0, 10.0)),
+            ("f_sub_max", sub.f_sub_max, Closed(0.0, 1.0)),
+            ("c_sat_factor", sub.c_sat_factor, Positive(20.0)),
+            ("d_min_r200", sub.d_min_r200, Closed(0.0, 10.0)),
+            ("strip_max", sub.strip_max, Closed(0.0, 1.0)),
+            ("gas_beta", sub.gas_beta, Positive(5.0)),
+            ("gas_rc_over_rt", sub.gas_rc_over_rt, Positive(10.0)),
+            (
+                "gas_offset_max_rt",
+                sub.gas_offset_max_rt,
+                Closed(0.0, 10.0),
+            ),
+            ("t_mass_factor", sub.t_mass_factor, Positive(100.0)),
+            ("t_min_kev", sub.t_min_kev, Positive(1e3)),
+        ];
+        let merger = [
+            ("probability", mg.probability, Closed(0.0, 1.0)),
+            ("xi_min", mg.xi_min, Positive(1.0)),
+            ("xi_max", mg.xi_max, Closed(mg.xi_min, 1.0)),
+            ("sep_min_r200", mg.sep_min_r200, Closed(0.0, 10.0)),
+            (
+                "sep_max_r200",
+                mg.sep_max_r200,
+                Closed(mg.sep_min_r200, 10.0),
+            ),
+            ("p_outgoing", mg.p_outgoing, Closed(0.0, 1.0)),
+            ("offset_min_kpc", mg.offset_min_kpc, Closed(0.0, 1e4)),
+            (
+                "offset_max_kpc",
+                mg.offset_max_kpc,
+                Closed(mg.offset_min_kpc, 1e4),
+            ),
+            ("incoming_factor", mg.incoming_factor, Closed(0.0, 10.0)),
+            ("gas_keep_min", mg.gas_keep_min, Closed(0.0, 1.0)),
+            (
+                "gas_keep_max",
+                mg.gas_keep_max,
+                Closed(mg.gas_keep_min, 1.0),
+            ),
+            ("pressure_boost_min", mg.pressure_boost_min, Positive(10.0)),
+            (
+                "pressure_boost_max",
+                mg.pressure_boost_max,
+                Closed(boost, 10.0),
+            ),
+        ];
+        let background = [
+            ("slab_kpc", bg.slab_kpc, Closed(0.0, 1e6)),
+            ("amp_scatter", bg.amp_scatter, Closed(0.0, 2.0)),
+            ("sigma_g", bg.sigma_g, Closed(0.0, 3.0)),
+            ("slope", bg.slope, Closed(-10.0, 2.0)),
+            ("gas_frac_of_fb", bg.gas_frac_of_fb, Closed(0.0, 1.0)),
+            ("t_kev", bg.t_kev, Positive(1e3)),
+        ];
+        let fluctuations = [
+            ("sigma", fl.sigma, Closed(0.0, 2.0)),
+            ("slope", fl.slope, Closed(-10.0, 2.0)),
+            ("scale_kpc", fl.scale_kpc, Positive(1e5)),
+            ("eta_y", fl.eta_y, Closed(0.0, 5.0)),
+        ];
+        let groups: [(&str, &[Checked]); 10] = [
+            ("", &top),
+            ("cosmology.", &cosmology),
+            ("mass.", &mass),
+            ("halo.", &halo),
+            ("pressure.", &pressure),
+            ("density.", &density),
+            ("subhalos.", &subhalos),
+            ("merger.", &merger),
+            ("background.", &background),
+            ("fluctuations.", &fluctuations),
+        ];
+        for (prefix, ranges) in groups {
+            for &(name, v, range) in ranges {
+                range.check(&format!("{prefix}{name}"), v)?;
+            }
         }
-        if !(self.side_kpc > 0.0 && self.side_kpc.is_finite()) {
-            return bad("side_kpc must be positive");
-        }
-        if !(self.mass.log10_m_min < self.mass.log10_m_max) {
-            return bad("mass.log10_m_min must be below mass.log10_m_max");
-        }
-        if !(self.halo.c_min > 0.0 && self.halo.c_min < self.halo.c_max) {
-            return bad("halo.c_min must be positive and below halo.c_max");
-        }
-        if !(self.halo.s_min > 0.0 && self.halo.s_min <= self.halo.s_max && self.halo.s_max <= 1.0)
-        {
-            return bad("halo axis ratios need 0 < s_min <= s_max <= 1");
-        }
-        if !(self.density.fgas_cap < self.cosmology.f_baryon()) {
-            return bad("density.fgas_cap must stay below the cosmic baryon fraction");
-        }
-        if !(self.subhalos.mu_min > 0.0 && self.subhalos.mu_min < self.subhalos.mu_max) {
-            return bad("subhalos need 0 < mu_min < mu_max");
-        }
-        if !(0.0..=1.0).contains(&self.merger.probability) {
-            return bad("merger.probability must be in [0, 1]");
-        }
-        let n = &self.numerics;
-        if n.subsample == 0
-            || n.subsample_centre == 0
-            || n.table_nodes.min(n.sub_table_nodes) < 8
-            || n.gl_panels == 0
-            || n.gl_nodes.min(n.sub_gl_nodes) < n.gl_panels
-            || n.radial_samples < 16
-        {
-            return bad("numerics: sub-sampling, table and quadrature sizes must be positive");
-        }
-        if n.field_cells < 8 || !n.field_cells.is_power_of_two() {
-            return bad("numerics.field_cells must be a power of two >= 8");
-        }
-        Ok(())
+        self.numerics.validate()
     }
 
     /// Whether subhalos, mergers, background and fluctuations are drawn.
@@ -507,5 +691,32 @@ mod tests {
         assert_eq!(partial.merger.probability, 0.5);
         assert_eq!(partial.merger.xi_min, 0.1);
         assert!(toml::from_str::<MockConfig>("zz = 1").is_err());
+    }
+
+    /// Every example of a meaningless value is refused by name; the defaults and presets pass.
+    #[test]
+    fn physics_values_are_range_checked_by_name() {
+        MockConfig::default().validate().unwrap();
+        MockConfig::smooth().validate().unwrap();
+        type Edit = fn(&mut MockConfig);
+        let cases: [(&str, Edit); 7] = [
+            ("cosmology.h = -0.7", |c| c.cosmology.h = -0.7),
+            ("density.fgas_norm = NaN", |c| {
+                c.density.fgas_norm = f64::NAN
+            }),
+            ("z = 0:", |c| c.z = 0.0),
+            ("cosmology.omega_m = 0:", |c| c.cosmology.omega_m = 0.0),
+            ("numerics.subsample = 100000", |c| {
+                c.numerics.subsample = 100_000
+            }),
+            ("merger.xi_max = 0.05", |c| c.merger.xi_max = 0.05),
+            ("numerics.field_cells = 96", |c| c.numerics.field_cells = 96),
+        ];
+        for (expected, edit) in cases {
+            let mut c = MockConfig::default();
+            edit(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(expected), "{expected}: {msg}");
+        }
     }
 }

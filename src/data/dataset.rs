@@ -29,7 +29,7 @@ use super::cosmology::Cosmology;
 use super::meta::{write_meta_csv, ClusterMeta};
 use super::observe::{ObsConfig, ObsPreset};
 use super::transform::{norm_stats, ChannelSpec, NormStats, StatsAccumulator};
-use crate::io::{read_text, write_atomic, NpyF32Writer, NpyReader};
+use crate::io::{read_text, write_atomic, NpyF32Writer, NpyReader, OutputLock, LOCK_FILE};
 use crate::{Error, Result};
 
 /// Schema of `manifest.toml` written by this crate.
@@ -199,7 +199,8 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = read_text(&path)?;
-        let m: Manifest = toml::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let m: Manifest = toml::from_str(text).map_err(|e| Error::format(&path, e.to_string()))?;
         m.validate(&path)?;
         Ok(m)
     }
@@ -343,14 +344,18 @@ pub struct DatasetWriter {
     input_stats: StatsAccumulator,
     target_stats: StatsAccumulator,
     finished: Vec<String>,
+    /// One writer per dataset directory, for the writer's life.
+    _lock: OutputLock,
 }
 
 impl DatasetWriter {
-    /// Validates `manifest` and prepares `dir`: a non-empty directory is refused with [`Error::Exists`] unless
-    /// `force`; with `force` the old manifest and stats are removed first (so the directory is not a valid
-    /// dataset until this writer finishes) and dataset files are overwritten; unrelated files are left alone.
+    /// Validates `manifest`, locks `dir` (another writer gets [`Error::Busy`]) and prepares it: a non-empty
+    /// directory is refused with [`Error::Exists`] unless `force`; with `force` the old manifest and stats are
+    /// removed first (so the directory is not a valid dataset until this writer finishes) and dataset files are
+    /// overwritten; unrelated files are left alone.
     pub fn create(dir: &Path, manifest: Manifest, force: bool) -> Result<Self> {
         manifest.validate(&dir.join(MANIFEST_FILE))?;
+        let lock = OutputLock::directory(dir, "generate")?;
         prepare_dir(dir, force)?;
         Ok(DatasetWriter {
             dir: dir.to_path_buf(),
@@ -358,6 +363,7 @@ impl DatasetWriter {
             target_stats: StatsAccumulator::new(&manifest.channels.targets),
             manifest,
             finished: Vec::new(),
+            _lock: lock,
         })
     }
 
@@ -430,11 +436,12 @@ impl DatasetWriter {
     }
 }
 
-/// Refuses a non-empty directory without `force`; with it, removes the files that mark a complete dataset.
+/// Refuses a non-empty directory (our own lock file aside) without `force`; with it, removes the files that mark a
+/// complete dataset.
 fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() {
         let mut entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-        if entries.next().is_some() {
+        if entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)) {
             if !force {
                 return Err(Error::Exists(dir.to_path_buf()));
             }
@@ -580,15 +587,28 @@ pub struct OpenOptions {
     pub strict: bool,
     /// Accept `stats.json` without comparing it to a recomputation.
     pub trust_stats: bool,
+    /// With `scan_pixels`: the splits whose pixels are read (empty: all). The train split's statistics are
+    /// recomputed whenever they are compared, whether listed or not.
+    pub scan_splits: &'static [&'static str],
 }
 
 impl OpenOptions {
-    /// Structure checks only, `stats.json` trusted: how training and sampling open a dataset (pixel values are
-    /// checked when they are standardized, so a full scan would only repeat that work).
+    /// Structure checks only (and `stats.json` read as stored, after a sanity check of its values): how sampling
+    /// opens a dataset; the rows it samples are then checked by [`Dataset::check_rows`] with the same rules.
     pub const STRUCTURE_ONLY: OpenOptions = OpenOptions {
         scan_pixels: false,
         strict: false,
         trust_stats: true,
+        scan_splits: &[],
+    };
+
+    /// What `clustermaps train` checks: every pixel of the splits it reads (train, val) by the rules of
+    /// `info --check`, and `stats.json` against a recomputation from train.
+    pub const TRAINING: OpenOptions = OpenOptions {
+        scan_pixels: true,
+        strict: false,
+        trust_stats: false,
+        scan_splits: &["train", "val"],
     };
 }
 
@@ -598,6 +618,7 @@ impl Default for OpenOptions {
             scan_pixels: true,
             strict: false,
             trust_stats: false,
+            scan_splits: &[],
         }
     }
 }
@@ -728,16 +749,20 @@ fn array_shape(r: &NpyReader) -> Result<[usize; 4]> {
     })
 }
 
-/// Reads `stats.json` from `dir`, if present.
+/// Reads `stats.json` from `dir`, if present, and checks its values ([`NormStats::check`]).
 pub fn load_stats(dir: &Path) -> Result<Option<NormStats>> {
     let path = dir.join(STATS_FILE);
     if !path.exists() {
         return Ok(None);
     }
     let text = read_text(&path)?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::format(&path, e.to_string()))
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let stats: NormStats =
+        serde_json::from_str(text).map_err(|e| Error::format(&path, e.to_string()))?;
+    stats
+        .check()
+        .map_err(|e| Error::invalid(path.display().to_string(), e))?;
+    Ok(Some(stats))
 }
 
 #[cfg(test)]

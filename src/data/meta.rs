@@ -265,6 +265,8 @@ pub fn read_meta_csv(path: &Path) -> Result<MetaTable> {
 /// other known column is optional (empty or absent = NaN / None), `mass_bin` is computed from `m200c_msun` when
 /// absent, and unknown columns are kept in [`MetaTable::extra`]. `path` only names the file in errors.
 pub fn parse_meta_csv(text: &str, path: &Path) -> Result<MetaTable> {
+    // Spreadsheet programs start UTF-8 CSVs with a byte-order mark, which would otherwise glue onto the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -466,6 +468,17 @@ mod tests {
             e.to_string().contains("line 2: 3 cells, header has 4"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_column() {
+        let t = parse_meta_csv(
+            "\u{feff}index,id,z,m200c_msun\n0,1,0.2,1e14\n",
+            Path::new("m.csv"),
+        )
+        .unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert!(t.extra.is_empty());
     }
 
     #[test]

@@ -95,6 +95,52 @@ impl ObsConfig {
         }
     }
 
+    /// Range-checks every instrument parameter, naming it: zero means "none" for beams and noise; the bounds keep
+    /// the beam padding (5σ) a fraction of any sensible map.
+    pub fn validate(&self) -> crate::Result<()> {
+        let ranges = [
+            ("sz_beam_fwhm_arcmin", self.sz_beam_fwhm_arcmin, 0.0, 60.0),
+            ("y_noise_arcmin", self.y_noise_arcmin, 0.0, 1.0),
+            (
+                "xray_psf_fwhm_arcsec",
+                self.xray_psf_fwhm_arcsec,
+                0.0,
+                3600.0,
+            ),
+            (
+                "aeff_texp_cm2_s",
+                self.aeff_texp_cm2_s,
+                f64::MIN_POSITIVE,
+                1e15,
+            ),
+            (
+                "photon_energy_kev",
+                self.photon_energy_kev,
+                f64::MIN_POSITIVE,
+                1e3,
+            ),
+            (
+                "xray_background_per_arcmin2",
+                self.xray_background_per_arcmin2,
+                0.0,
+                1e9,
+            ),
+        ];
+        for (name, v, lo, hi) in ranges {
+            if !(v >= lo && v <= hi) {
+                let lower = if lo > 0.0 {
+                    "(0".to_string()
+                } else {
+                    format!("[{lo}")
+                };
+                return Err(crate::Error::Config(format!(
+                    "obs.{name} = {v}: must be in {lower}, {hi}]"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether any beam or noise is applied.
     pub fn is_clean(&self) -> bool {
         self.sz_beam_fwhm_arcmin <= 0.0

@@ -45,13 +45,14 @@ impl TestSet {
     ) -> Result<TestSet> {
         let spec = DatasetSpec::preset(preset);
         let available = spec.sizes[2];
-        if n == 0 || first + n > available {
+        if n == 0 || first.checked_add(n).is_none_or(|end| end > available) {
             return Err(Error::Config(format!(
                 "asked for test clusters {first}..{} of preset {preset}, whose test split has {available}",
-                first + n
+                first.saturating_add(n)
             )));
         }
         let plan = spec.splits()[2].clone();
+        crate::resources::check_threads("--threads", threads)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()

@@ -235,6 +235,56 @@ pub struct NormStats {
 }
 
 impl NormStats {
+    /// Checks that every channel's numbers can standardize data: transform parameter valid, every number finite,
+    /// std > 0, `min ≤ p01 ≤ p50 ≤ p99 ≤ max` and the mean within `[min, max]`. A zero or negative std would turn
+    /// every pixel into ±inf or flip the data; the message names the channel and the field. (Whether the numbers
+    /// describe the data is [`crate::data::dataset::Dataset::open`]'s comparison with a recomputation.)
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for (group, channels) in [("input", &self.inputs), ("target", &self.targets)] {
+            for c in channels {
+                let name = &c.channel.name;
+                let p = c.channel.transform.parameter();
+                if !(p > 0.0 && p.is_finite()) {
+                    return Err(format!(
+                        "{group} channel '{name}': {} parameter {p} must be positive and finite",
+                        c.channel.transform.name()
+                    ));
+                }
+                let fields = [
+                    ("mean", c.mean),
+                    ("std", c.std),
+                    ("p01", c.p01),
+                    ("p50", c.p50),
+                    ("p99", c.p99),
+                    ("min", c.min),
+                    ("max", c.max),
+                ];
+                if let Some((field, v)) = fields.iter().find(|(_, v)| !v.is_finite()) {
+                    return Err(format!("{group} channel '{name}': {field} is {v}"));
+                }
+                if c.std <= 0.0 {
+                    return Err(format!(
+                        "{group} channel '{name}': std {} must be > 0 (it divides every pixel)",
+                        c.std
+                    ));
+                }
+                let order = [c.min, c.p01, c.p50, c.p99, c.max];
+                // A hair of slack for the last digits of a decimal round trip.
+                let slack = 1e-9 * (c.max - c.min).abs().max(1.0);
+                if order.windows(2).any(|w| w[0] > w[1] + slack)
+                    || !(c.mean >= c.min - slack && c.mean <= c.max + slack)
+                {
+                    return Err(format!(
+                        "{group} channel '{name}': min {} ≤ p01 {} ≤ p50 {} ≤ p99 {} ≤ max {} with the mean {} \
+                         inside does not hold",
+                        c.min, c.p01, c.p50, c.p99, c.max, c.mean
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The channel statistics of a group.
     pub fn group(&self, g: Group) -> &[ChannelStats] {
         match g {

@@ -21,15 +21,29 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Writes `bytes` to `path` via [`tmp_path`]: write, fsync, rename, fsync of the parent directory. Readers see the
 /// old file or the new one; after a crash the new one is either complete or absent.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let written = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| Error::io(&tmp, e));
-    let done = written.and_then(|()| rename_into_place(&tmp, path));
+    let tmp = stage(path, bytes)?;
+    let done = rename_into_place(&tmp, path);
     if done.is_err() {
         remove_if_exists(&tmp);
     }
     done
+}
+
+/// The first half of [`write_atomic`]: `bytes` go to [`tmp_path`]`(path)`, which is returned for
+/// [`rename_into_place`]. For writers that need several files complete before any replaces its old version (sample
+/// sets). On error the temp file is removed.
+pub(crate) fn stage(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let tmp = tmp_path(path);
+    let written = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| Error::io(&tmp, e));
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            remove_if_exists(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Syncs a finished temporary file, renames it onto `path` (atomic on POSIX file systems) and syncs the directory so

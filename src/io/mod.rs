@@ -4,11 +4,14 @@
 //! sequence.
 //!
 //! - [`files`]: whole-file atomic writes, the temp-file name, hard-link swaps, reads with clear errors.
+//! - [`lock`]: [`OutputLock`], one writer per run directory, dataset or sample set.
 //! - [`npy`]: `.npy` arrays: [`write_npy`] (any [`NpyElement`], whole array), the streaming f32 writer of
 //!   datasets and the validating row reader.
 
 pub mod files;
+pub mod lock;
 pub mod npy;
 
 pub use files::{link_or_copy_atomic, read_bytes, read_text, tmp_path, write_atomic};
-pub use npy::{read_npy_f32, write_npy, NpyDtype, NpyElement, NpyF32Writer, NpyReader};
+pub use lock::{OutputLock, LOCK_FILE};
+pub use npy::{npy_bytes, read_npy_f32, write_npy, NpyDtype, NpyElement, NpyF32Writer, NpyReader};

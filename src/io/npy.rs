@@ -100,18 +100,21 @@ impl NpyReader {
                 "a 0-d (scalar) array, expected an array of maps",
             ));
         }
-        let expected = shape.iter().product::<usize>() as u64 * dtype.size() as u64;
-        let found = file_len - data_offset;
-        if found != expected {
-            let what = if found < expected {
-                "truncated"
-            } else {
-                "unexpected trailing bytes"
+        // Checked: a corrupt header may declare more elements than a u64 counts.
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d as u64));
+        let found = file_len.saturating_sub(data_offset);
+        if expected != Some(found) {
+            let (what, bytes) = match expected {
+                Some(e) if found > e => ("unexpected trailing bytes", e.to_string()),
+                Some(e) => ("truncated", e.to_string()),
+                None => ("truncated", "more than 2^64".to_string()),
             };
             return Err(Error::format(
                 path,
                 format!(
-                    "{what}: header declares shape {shape:?} '{}' = {expected} data bytes, file holds {found}",
+                    "{what}: header declares shape {shape:?} '{}' = {bytes} data bytes, file holds {found}",
                     dtype.descr()
                 ),
             ));
@@ -358,8 +361,13 @@ impl NpyElement for f64 {
 /// Writes a whole array (C order, `shape` of rank ≥ 1 holding `data.len()` values) atomically as a version 1.0
 /// `.npy` file: samples, logs and metrics for numpy users.
 pub fn write_npy<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Result<()> {
-    let n: usize = shape.iter().product();
-    if n != data.len() || shape.is_empty() {
+    write_atomic(path, &npy_bytes(path, data, shape)?)
+}
+
+/// The bytes of the `.npy` file [`write_npy`] writes (`path` only names the array in errors).
+pub fn npy_bytes<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Result<Vec<u8>> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(data.len()) || shape.is_empty() {
         return Err(Error::Shape {
             what: path.display().to_string(),
             got: shape.to_vec(),
@@ -387,7 +395,7 @@ pub fn write_npy<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Res
     for v in data {
         v.put_le_bytes(&mut bytes);
     }
-    write_atomic(path, &bytes)
+    Ok(bytes)
 }
 
 #[cfg(test)]

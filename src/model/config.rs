@@ -77,6 +77,32 @@ impl Default for SdeConfig {
     }
 }
 
+/// Largest map size a model may be built for.
+pub const MAX_IMAGE_SIZE: usize = 4096;
+/// Largest base width `nf`.
+pub const MAX_NF: usize = 1024;
+/// Largest entry of `ch_mult`, and the most levels.
+pub const MAX_CH_MULT: usize = 16;
+pub const MAX_LEVELS: usize = 8;
+/// Most residual blocks per level.
+pub const MAX_RES_BLOCKS: usize = 16;
+/// Most condition or target channels.
+pub const MAX_CHANNELS: usize = 64;
+/// Largest discretization `sde.n`.
+pub const MAX_SDE_STEPS: usize = 100_000;
+
+/// `Err` with the reason when `v` is above 2^63 − 1: TOML integers are signed 64-bit, so such a value (a seed,
+/// say) could be used but not written into `run.toml`, a checkpoint or a manifest.
+pub fn fits_toml(v: u64) -> std::result::Result<(), String> {
+    if v > i64::MAX as u64 {
+        Err(format!(
+            "{v} is above 2^63 − 1, the largest integer TOML holds"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Architecture of the conditional NCSN++-lite U-Net plus its preconditioning and SDE (docs/score-model.md §4–§6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +215,31 @@ impl ModelConfig {
     /// Range-checks every field; messages name the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, msg: String| Err(Error::Config(format!("model.{field}: {msg}")));
+        // Upper bounds first: they keep every size computed from the config (parameter counts, memory estimates)
+        // far from overflow, and no sensible model comes near them.
+        let bounds = [
+            ("image_size", self.image_size, MAX_IMAGE_SIZE),
+            ("nf", self.nf, MAX_NF),
+            ("ch_mult (levels)", self.ch_mult.len(), MAX_LEVELS),
+            ("num_res_blocks", self.num_res_blocks, MAX_RES_BLOCKS),
+            ("target_channels", self.target_channels, MAX_CHANNELS),
+            ("cond_channels", self.cond_channels, MAX_CHANNELS),
+            ("sde.n", self.sde.n, MAX_SDE_STEPS),
+        ];
+        for (field, v, max) in bounds {
+            if v > max {
+                return bad(field, format!("{v} is above the limit of {max}"));
+            }
+        }
+        if let Some(m) = self.ch_mult.iter().find(|m| **m > MAX_CH_MULT) {
+            return bad(
+                "ch_mult",
+                format!("entry {m} is above the limit of {MAX_CH_MULT}"),
+            );
+        }
+        if let Err(msg) = fits_toml(self.seed) {
+            return bad("seed", msg);
+        }
         if self.target_channels == 0 {
             return bad("target_channels", "must be ≥ 1".into());
         }
@@ -219,6 +270,22 @@ impl ModelConfig {
         }
         if self.num_res_blocks == 0 {
             return bad("num_res_blocks", "must be ≥ 1".into());
+        }
+        // An entry matching no level would silently give a model without that attention.
+        let levels: Vec<usize> = (0..self.levels()).map(|l| self.resolution(l)).collect();
+        for (i, r) in self.attn_resolutions.iter().enumerate() {
+            if !levels.contains(r) {
+                return bad(
+                    "attn_resolutions",
+                    format!(
+                        "{r} is not a resolution of this network (image_size {} with ch_mult {:?} has {levels:?})",
+                        self.image_size, self.ch_mult
+                    ),
+                );
+            }
+            if self.attn_resolutions[..i].contains(r) {
+                return bad("attn_resolutions", format!("{r} is listed twice"));
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} outside [0, 1)", self.dropout));
@@ -342,5 +409,26 @@ mod tests {
             .contains("embedding"));
         let err = ModelConfig::from_toml_str("nf = 32\nwidth = 3\n").unwrap_err();
         assert!(err.to_string().contains("width"), "{err}");
+    }
+
+    #[test]
+    fn sizes_are_bounded_and_attention_must_exist() {
+        type Edit = fn(&mut ModelConfig);
+        let cases: [(Edit, &str); 4] = [
+            (|c| c.nf = 100_000, "model.nf: 100000 is above the limit"),
+            (
+                |c| c.attn_resolutions = vec![12],
+                "attn_resolutions: 12 is not a resolution of this network (image_size 16 with ch_mult [1, 2] has \
+                 [16, 8])",
+            ),
+            (|c| c.seed = 1 << 63, "model.seed: 9223372036854775808 is above 2^63"),
+            (|c| c.image_size = 1 << 40, "model.image_size: 1099511627776 is above"),
+        ];
+        for (edit, expected) in cases {
+            let mut cfg = ModelConfig::tiny();
+            edit(&mut cfg);
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.contains(expected), "{expected}: {msg}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! - [`blocks`]: \[S21\] `ResnetBlockBigGANpp`, convolutions, host-seeded dropout.
 //! - [`conv`]: \[S21\] 3×3 and 1×1 convolution layers.
 //! - [`attention`]: \[S21\] `AttnBlockpp`.
-//! - [`unet`]: [`NcsnppUnet`], [`param_count`], [`forward_flops`].
+//! - [`unet`]: [`NcsnppUnet`], [`param_count`], [`forward_flops`], [`activation_count`].
 //! - [`kernels`]: the CPU kernels under the layers: [`kernels::conv::FastConv2d`] (implicit im2col + gemm, fused
 //!   bias), GroupNorm (+ SiLU) as one op, fused element-wise block tails.
 //! - [`init`]: \[S21\] `default_init` and [`seeded_var_builder`] (initial weights from the model seed).
@@ -39,4 +39,4 @@ pub mod unet;
 pub use config::{Embedding, ModelConfig, PrecondKind, Resample, SdeConfig, SdeKind};
 pub use embedding::{GaussianFourierProjection, TimeEmbedding};
 pub use init::seeded_var_builder;
-pub use unet::{forward_flops, param_count, NcsnppUnet};
+pub use unet::{activation_count, forward_flops, param_count, ActivationCount, NcsnppUnet};

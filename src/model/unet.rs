@@ -14,6 +14,7 @@ use super::conv::Conv;
 use super::embedding::{TimeEmbedding, FOURIER_W_NAME};
 use super::init::seeded_var_builder;
 use super::kernels::norm::GroupNormAct;
+use crate::resources::MemoryEstimate;
 use crate::{Error, Result};
 
 /// One resolution level of the encoder: `num_res_blocks` blocks, their attention blocks (at attention
@@ -340,18 +341,65 @@ fn last(hs: &[Tensor]) -> &Tensor {
     hs.last().expect("skip stack is never empty here")
 }
 
-/// Parameters and forward FLOPs of one layer walk (see [`param_count`], [`forward_flops`]).
+/// Parameters, forward FLOPs and activation sizes of one layer walk (see [`param_count`], [`forward_flops`],
+/// [`activation_count`]).
 #[derive(Default)]
 struct Cost {
     params: usize,
     /// Multiply-accumulates per sample.
     macs: f64,
+    acts: ActivationCount,
+}
+
+/// Activation elements per sample of one forward pass of [`NcsnppUnet`], from the same layout walk as
+/// [`param_count`]: what the memory of training and sampling scales with (`crate::train::memory`,
+/// `crate::sample::memory` turn them into bytes with factors measured on real runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ActivationCount {
+    /// Feature-map elements: the inputs and outputs of every convolution, normalisation and block tail (what
+    /// autograd keeps for the backward pass).
+    pub maps: f64,
+    /// Attention score elements: N² per attention block, N = pixels at its resolution.
+    pub attention: f64,
+    /// The largest single score matrix (the finest attention resolution): what inference holds at one time.
+    pub attention_peak: f64,
+}
+
+impl ActivationCount {
+    /// Adds the activation memory of `rows` samples in flight (`rows_label` says what they are) to `estimate`:
+    /// `map_bytes` per feature-map element, `score_bytes` per element of `scores` attention-score elements per
+    /// sample ([`ActivationCount::attention`] while training, [`ActivationCount::attention_peak`] in inference).
+    pub fn add_to(
+        &self,
+        estimate: &mut MemoryEstimate,
+        rows: f64,
+        rows_label: &str,
+        map_bytes: f64,
+        scores: f64,
+        score_bytes: f64,
+    ) {
+        estimate.add(
+            format!("activations ({rows_label})"),
+            rows * self.maps * map_bytes,
+        );
+        if scores > 0.0 {
+            let tokens = self.attention_peak.sqrt().round() as u64;
+            estimate.add(
+                format!("attention scores ({tokens} tokens at the finest attention)"),
+                rows * scores * score_bytes,
+            );
+        }
+    }
 }
 
 impl Cost {
     fn conv(&mut self, c_in: usize, c_out: usize, k: usize, res: usize) {
         self.params += c_in * c_out * k * k + c_out;
         self.macs += (c_in * c_out * k * k * res * res) as f64;
+    }
+    /// `c` maps of `res`² pixels held per sample.
+    fn maps(&mut self, c: usize, res: usize) {
+        self.acts.maps += (c * res * res) as f64;
     }
     fn linear(&mut self, c_in: usize, c_out: usize) {
         self.params += c_in * c_out + c_out;
@@ -375,6 +423,12 @@ impl Cost {
         if c_in != c_out || s != Sampling::Plain {
             self.conv(c_in, c_out, 1, r);
         }
+        // GN+SiLU of the input; conv, +temb, GN+SiLU, conv, tail of the output; the resampled input.
+        self.maps(c_in, res);
+        self.maps(5 * c_out, r);
+        if s != Sampling::Plain {
+            self.maps(c_in, r);
+        }
     }
     fn attn(&mut self, c: usize, res: usize) {
         let n = (res * res) as f64;
@@ -384,6 +438,10 @@ impl Cost {
         }
         // qᵀk and w·v: 2·N²·C.
         self.macs += 2.0 * n * n * c as f64;
+        // GN, q, k, v, the mix and the output projection; one N×N score matrix.
+        self.maps(6 * c, res);
+        self.acts.attention += n * n;
+        self.acts.attention_peak = self.acts.attention_peak.max(n * n);
     }
 }
 
@@ -400,6 +458,7 @@ fn cost(cfg: &ModelConfig) -> Cost {
     c.linear(temb, temb);
     let s0 = cfg.image_size;
     c.conv(cfg.target_channels + cfg.cond_channels, nf, 3, s0);
+    c.maps(cfg.target_channels + cfg.cond_channels + nf, s0);
     let mut hs_c = vec![nf];
     let mut ch = nf;
     let levels = cfg.levels();
@@ -440,6 +499,7 @@ fn cost(cfg: &ModelConfig) -> Cost {
     }
     c.gn(ch);
     c.conv(ch, cfg.target_channels, 3, s0);
+    c.maps(2 * ch + cfg.target_channels, s0);
     c
 }
 
@@ -454,6 +514,11 @@ pub fn param_count(cfg: &ModelConfig) -> usize {
 /// resampling and additions (O(activations), a few %) are not counted.
 pub fn forward_flops(cfg: &ModelConfig) -> f64 {
     2.0 * cost(cfg).macs
+}
+
+/// Activation elements per sample of one forward pass at `cfg.image_size` ([`ActivationCount`]).
+pub fn activation_count(cfg: &ModelConfig) -> ActivationCount {
+    cost(cfg).acts
 }
 
 #[cfg(test)]

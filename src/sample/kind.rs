@@ -14,6 +14,9 @@ use super::pc::PredictorCorrector;
 use crate::precond::{Denoiser, ScoreFn};
 use crate::{Error, Result};
 
+/// Most steps a sampler may take (100× the paper's predictor–corrector).
+pub const MAX_STEPS: usize = 100_000;
+
 /// The sampler families selectable from the command line (`--sampler pc|em|ode|ode-heun|heun|heun-churn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SamplerKind {
@@ -79,6 +82,8 @@ impl SamplerKind {
             )));
         }
         let n = steps.unwrap_or_else(|| self.default_steps());
+        // Bounded before any schedule of n entries is allocated (the paper's sampler takes 1000).
+        crate::resources::at_most("--steps", n, MAX_STEPS)?;
         let s = match self {
             SamplerKind::Pc => AnySampler::Pc(PredictorCorrector::new(n)),
             SamplerKind::Em => AnySampler::Em(EulerMaruyama::new(n)),

@@ -21,15 +21,18 @@
 //! Samples come back in the standardized log space the network was trained in; [`to_physical`] maps them to physical
 //! units with the training split's [`NormStats`](crate::data::transform::NormStats).
 //!
-//! [`run`] puts it together for a dataset: [`SampleSession`] loads a checkpoint and a dataset that fit each other,
-//! samples consecutive clusters of a split and writes the `.npy` outputs of `clustermaps sample`.
+//! [`run`] puts it together for a dataset: [`SampleSession`] loads a checkpoint and a dataset that fit each other
+//! and samples consecutive clusters of a split; [`output`] writes and reads the `.npy` sets of `clustermaps sample`
+//! as one unit; [`memory`] estimates a request's memory before it starts.
 
 pub mod driver;
 pub mod edm_heun;
 pub mod em;
 pub mod grid;
 pub mod kind;
+pub mod memory;
 pub mod ode;
+pub mod output;
 pub mod pc;
 pub mod run;
 #[cfg(test)]
@@ -41,8 +44,9 @@ pub use em::EulerMaruyama;
 pub use grid::SigmaGrid;
 pub use kind::{AnySampler, SamplerChoice, SamplerKind};
 pub use ode::{OdeMethod, OdeSampler};
+pub use output::{FileDigest, SampleOutputs, SampleRecord, SampleSet, SampleTarget};
 pub use pc::PredictorCorrector;
 pub use run::{
     first_with_dataset, sample_clusters, to_physical, training_dataset, PosteriorModel,
-    SampleOutputs, SampleRecord, SampleRequest, SampleResult, SampleSession, SampleSpec,
+    SampleRequest, SampleResult, SampleSession, SampleSpec,
 };

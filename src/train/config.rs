@@ -10,6 +10,11 @@ use crate::model::{ModelConfig, PrecondKind};
 use crate::optim::AdamParams;
 use crate::{Error, Result};
 
+/// Most optimiser steps of a run (a paper run takes 2·10⁵).
+pub const MAX_STEPS: u64 = 1_000_000_000;
+/// Largest batch.
+pub const MAX_BATCH: usize = 1 << 16;
+
 /// Which training objective (docs/score-model.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -209,6 +214,22 @@ impl TrainConfig {
         if self.n_iters == 0 {
             return bad("n_iters", "must be ≥ 1".into());
         }
+        if self.n_iters > MAX_STEPS {
+            return bad(
+                "n_iters",
+                format!("{} is above the limit of {MAX_STEPS}", self.n_iters),
+            );
+        }
+        if self.batch_size > MAX_BATCH {
+            return bad(
+                "batch_size",
+                format!("{} is above the limit of {MAX_BATCH}", self.batch_size),
+            );
+        }
+        // Checked here rather than when run.toml and the first checkpoint are written, after the data is loaded.
+        if let Err(msg) = crate::model::config::fits_toml(self.seed) {
+            return bad("seed", msg);
+        }
         self.adam()
             .validate()
             .map_err(|e| Error::Config(format!("train: {e}")))?;
@@ -312,7 +333,10 @@ impl RunConfig {
             )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            e => e,
+        })
     }
 
     /// Parses and validates a run TOML.
@@ -361,6 +385,17 @@ mod tests {
         assert!(err.to_string().contains("large_sigma_share"), "{err}");
         let err = RunConfig::from_toml_str("[train]\ndevice = \"tpu\"\n").unwrap_err();
         assert!(err.to_string().contains("tpu"), "{err}");
+        let mut cfg = RunConfig::preset("tiny").unwrap();
+        cfg.train.seed = u64::MAX;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("train.seed") && err.contains("TOML"), "{err}");
+        cfg.train.seed = 1;
+        cfg.train.n_iters = u64::MAX;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("train.n_iters") && err.contains("limit"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -56,11 +56,22 @@ impl SplitData {
                 expected: format!("{} and {} values", n * ci * h * w, n * co * h * w),
             });
         }
-        if let Some(i) = inputs.iter().chain(&targets).position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "standardized training data".into(),
-                msg: format!("value #{i} is not finite"),
-            });
+        for (what, data, c) in [("inputs", &inputs, ci), ("targets", &targets, co)] {
+            if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+                let (plane, pixel) = (k / (h * w), k % (h * w));
+                return Err(Error::NonFinite {
+                    what: format!("standardized training {what}"),
+                    msg: format!(
+                        "{} at (cluster {}, ch {}, row {}, col {}); the dataset's pixels or its stats.json cannot \
+                         be standardized (`clustermaps info --check` names the file)",
+                        data[k],
+                        plane / c,
+                        plane % c,
+                        pixel / w,
+                        pixel % w
+                    ),
+                });
+            }
         }
         Ok(SplitData {
             inputs,

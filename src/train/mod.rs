@@ -24,6 +24,8 @@
 pub mod config;
 pub mod data;
 mod log;
+pub mod memory;
+mod run_dir;
 pub mod stages;
 pub mod warm;
 
@@ -45,11 +47,11 @@ use crate::checkpoint::{
     self, build_net, check_constants, net_from_tensors, var_shapes, Checkpoint, CheckpointKind,
     CheckpointMeta,
 };
-use crate::data::dataset::{Dataset, OpenOptions};
+use crate::data::dataset::{Dataset, Manifest, OpenOptions};
 use crate::data::transform::NormStats;
 use crate::edm::EdmPrecond;
 use crate::ema::Ema;
-use crate::io::{link_or_copy_atomic, write_atomic};
+use crate::io::{link_or_copy_atomic, write_atomic, OutputLock};
 use crate::loss::{dsm_loss, edm_loss, LossOutput, Reduce};
 use crate::model::SdeKind;
 use crate::optim::{clip_scale_tensor, Adam, AdamState};
@@ -108,6 +110,8 @@ pub struct Trainer {
     wall_before: f64,
     session_start: Instant,
     run_dir: Option<PathBuf>,
+    /// Held while a run directory is attached: one writer per run directory.
+    lock: Option<OutputLock>,
     info: BTreeMap<String, String>,
 }
 
@@ -222,6 +226,7 @@ impl Trainer {
             wall_before: 0.0,
             session_start: Instant::now(),
             run_dir: None,
+            lock: None,
             info: BTreeMap::new(),
             cfg,
             train,
@@ -329,9 +334,16 @@ impl Trainer {
     }
 
     /// Attaches a run directory: checkpoints and logs go there. Existing logs are cut back to the current step
-    /// (rows written after the checkpoint a resumed run starts from are dropped; they will be recomputed).
+    /// (rows written after the checkpoint a resumed run starts from are dropped; they will be recomputed). The
+    /// directory is locked for as long as this trainer lives: a second trainer or process refuses it.
     pub fn attach_run_dir(&mut self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let locked = self
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.path().parent() == Some(dir));
+        if !locked {
+            self.lock = Some(OutputLock::directory(dir, "train")?);
+        }
         write_atomic(&dir.join("run.toml"), self.cfg.to_toml_string()?.as_bytes())?;
         self.history = log::read_train_log(dir, self.step)?;
         self.val_history = log::read_val_log(dir, self.step)?;
@@ -770,20 +782,27 @@ pub struct RunRequest {
     /// Seed of batch order, augmentation and noise (overrides `train.seed`): each warm-started stage should draw
     /// new batches.
     pub seed: Option<u64>,
+    /// Start a new run in `out` even though it holds another run's checkpoints or logged steps (they are deleted);
+    /// with `resume`, only when none of its checkpoints is usable.
+    pub force: bool,
 }
 
-/// Opens a new or resumed run: loads and standardizes the data, fits a preset to the dataset's map size, refuses
-/// to overwrite a run directory with checkpoints unless resuming, and attaches the run directory. Returns the
-/// trainer and messages worth showing (resume point, skipped checkpoints, σ_max).
+/// Opens a new or resumed run. Before any pixel is read: the configuration is fitted to the dataset's map size and
+/// validated, its memory estimated and checked against the machine ([`crate::resources`]), and the run directory
+/// locked (one writer per run directory). A directory holding another run's progress is refused unless resuming
+/// (or `force`); `resume` with checkpoints or logged steps but no usable checkpoint is refused, listing what was
+/// tried, unless `force`. The dataset is then validated as `info --check` does (every pixel of train and val,
+/// statistics recomputed and compared with `stats.json`), loaded and standardized, and the run directory attached.
+/// Returns the trainer and messages worth showing (resume point, skipped checkpoints, σ_max, dataset warnings).
 pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
-    let ds = Dataset::open_with(&req.data, &OpenOptions::STRUCTURE_ONLY)?;
+    let manifest = Manifest::load(&req.data)?;
     let mut cfg = RunConfig::from_arg(&req.config)?;
     let (in_ch, tg_ch) = (
-        ds.manifest.channels.inputs.len(),
-        ds.manifest.channels.targets.len(),
+        manifest.channels.inputs.len(),
+        manifest.channels.targets.len(),
     );
     let preset = matches!(req.config.as_str(), "paper" | "cpu" | "tiny");
-    cfg.fit_to_data(ds.manifest.geometry.n_pix, in_ch, tg_ch, preset)?;
+    cfg.fit_to_data(manifest.geometry.n_pix, in_ch, tg_ch, preset)?;
     if let Some(n) = req.steps {
         cfg.train.n_iters = n;
     }
@@ -795,21 +814,41 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     }
     cfg.validate()?;
     let device = crate::device::open_device(&cfg.train.device)?;
-    let mut notes = Vec::new();
-    let existing = checkpoint::list_periodic(&req.out)?;
-    if !req.resume && (!existing.is_empty() || req.out.join("last.safetensors").exists()) {
+    let split_size = |name: &str| manifest.split(name).map_or(0, |s| s.n_clusters);
+    crate::resources::check_memory(
+        &format!("training {} on {}", req.config, req.data.display()),
+        &memory::training_memory(
+            &cfg,
+            split_size("train"),
+            split_size("val"),
+            device.is_cpu(),
+        ),
+        "lower train.batch_size, the model's size (nf, ch_mult, attn_resolutions) or the map size",
+    )?;
+
+    let lock = OutputLock::directory(&req.out, "train")?;
+    let existing = run_dir::RunDir::scan(&req.out)?;
+    if !req.resume && !req.force && existing.has_progress() {
         return Err(Error::Config(format!(
-            "{} already holds checkpoints of a run; pass --resume to continue it, or choose another --out",
-            req.out.display()
+            "{} already holds a run ({}); pass --resume to continue it, --force to replace it with a new run, or \
+             choose another --out",
+            req.out.display(),
+            existing.summary()
         )));
     }
-    let (train, val) = load_splits(&ds, cfg.train.val_clusters)?;
+    let ds = Dataset::open_with(&req.data, &OpenOptions::TRAINING)?;
+    let mut notes: Vec<String> = ds
+        .warnings()
+        .iter()
+        .map(|w| format!("warning: dataset {w}"))
+        .collect();
+    let mut data = Some(load_splits(&ds, cfg.train.val_clusters)?);
     let mut trainer = None;
     if req.resume {
-        let (found, warnings) = checkpoint::latest_valid(&req.out, &device)?;
-        notes.extend(warnings);
+        let (found, tried) = checkpoint::latest_valid(&req.out, &device)?;
         match found {
             Some((path, ck)) => {
+                notes.extend(tried.iter().map(|t| format!("skipping unusable {t}")));
                 if ck.meta.train.as_ref() != Some(&cfg.train) {
                     notes.push(
                         "the training settings differ from the checkpoint's; continuing with the ones given now"
@@ -821,22 +860,47 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
                     path.display(),
                     ck.meta.step
                 ));
+                let (train, val) = data.take().expect("loaded above");
                 let t = Trainer::resume_from(
                     &ck,
                     &path,
                     Some(cfg.clone()),
-                    train.clone(),
-                    val.clone(),
+                    train,
+                    val,
                     ds.stats.clone(),
                     device.clone(),
                 )?;
                 trainer = Some(t);
             }
-            None => notes.push(format!(
-                "no checkpoint in {}; starting a new run",
-                req.out.display()
-            )),
+            None if existing.has_progress() && !req.force => {
+                let tried = if tried.is_empty() {
+                    "no checkpoint file".to_string()
+                } else {
+                    format!("tried {}", tried.join("; "))
+                };
+                return Err(Error::Config(format!(
+                    "--resume: {} holds a run ({}) but no usable checkpoint: {tried}. Pass --force as well to start \
+                     a new run there (its files are deleted), or choose another --out",
+                    req.out.display(),
+                    existing.summary()
+                )));
+            }
+            None => {
+                notes.extend(tried.iter().map(|t| format!("skipping unusable {t}")));
+                notes.push(format!(
+                    "no checkpoint in {}; starting a new run",
+                    req.out.display()
+                ));
+            }
         }
+    }
+    if trainer.is_none() && existing.has_progress() {
+        existing.clear()?;
+        notes.push(format!(
+            "--force: the run in {} ({}) was deleted; starting a new run",
+            req.out.display(),
+            existing.summary()
+        ));
     }
     let mut trainer = match trainer {
         Some(t) => t,
@@ -851,6 +915,7 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
                     cfg.model.sde.sigma_max = ck.meta.model.sde.sigma_max;
                 }
             }
+            let (train, val) = data.take().expect("loaded above");
             let mut t = Trainer::from_data(cfg, train, val, ds.stats.clone(), device)?;
             t.info.insert("dataset".into(), ds.manifest.name.clone());
             if let Some((path, ck)) = init {
@@ -879,6 +944,7 @@ pub fn open_run(req: &RunRequest) -> Result<(Trainer, Vec<String>)> {
     trainer
         .info
         .insert(checkpoint::DATASET_DIR_KEY.into(), dir_name(&req.data));
+    trainer.lock = Some(lock);
     trainer.attach_run_dir(&req.out)?;
     Ok((trainer, notes))
 }

@@ -33,6 +33,31 @@ impl Dataset {
     pub fn open_with(dir: &Path, opts: &OpenOptions) -> Result<Self> {
         open(dir, opts)
     }
+
+    /// The pixel rules of `info --check` (finite values; targets and log10 inputs ≥ 0; targets at most 1 % zeros
+    /// per channel) on clusters `first..first + n` of `split`, inputs and targets: for readers of a few clusters of
+    /// a dataset opened with [`OpenOptions::STRUCTURE_ONLY`] (sampling). Errors name file, cluster, channel and
+    /// pixel, as a full check does.
+    pub fn check_rows(&self, split: &str, first: usize, n: usize) -> Result<()> {
+        let s = self.split(split)?;
+        let ch = &self.manifest.channels;
+        let mut arrays = [
+            ArrayScan::new(s, ArrayKind::Inputs, &ch.inputs, false)?,
+            ArrayScan::new(s, ArrayKind::Targets, &ch.targets, true)?,
+        ];
+        for a in arrays.iter_mut() {
+            a.reader.seek_row(first)?;
+        }
+        for i in first..first.saturating_add(n) {
+            for a in arrays.iter_mut() {
+                a.next(i)?;
+            }
+        }
+        for a in arrays {
+            a.finish()?;
+        }
+        Ok(())
+    }
 }
 
 fn open(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
@@ -59,7 +84,8 @@ fn open(dir: &Path, opts: &OpenOptions) -> Result<Dataset> {
     let mut findings = Vec::new();
     for split in &splits {
         let want_stats = need_stats && split.name == "train";
-        if opts.scan_pixels || want_stats {
+        let listed = opts.scan_splits.is_empty() || opts.scan_splits.contains(&split.name.as_str());
+        if (opts.scan_pixels && listed) || want_stats {
             let scan = scan_split(dir, &manifest, split, want_stats)?;
             findings.extend(scan.findings);
             if scan.stats.is_some() {
@@ -156,6 +182,7 @@ fn open_split(
         ));
     }
     check_meta_order(&meta_path, &table.rows)?;
+    check_meta_values(&meta_path, &table.rows)?;
     check_pixel_scale(&meta_path, &table, manifest.geometry.pixel_kpc)?;
     Ok(Split {
         name: name.to_string(),
@@ -201,6 +228,34 @@ fn check_meta_order(path: &Path, rows: &[ClusterMeta]) -> Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// Physical metadata must be physical: masses and radii positive (where given; the required `m200c_msun` always),
+/// the redshift finite and ≥ 0. A negative mass would silently land in the lightest mass bin.
+fn check_meta_values(path: &Path, rows: &[ClusterMeta]) -> Result<()> {
+    for (row, m) in rows.iter().enumerate() {
+        let positive = [
+            ("m200c_msun", m.m200c_msun, true),
+            ("m500c_msun", m.m500c_msun, false),
+            ("r200c_kpc", m.r200c_kpc, false),
+            ("r500c_kpc", m.r500c_kpc, false),
+        ];
+        for (column, v, required) in positive {
+            if (required || !v.is_nan()) && !(v > 0.0 && v.is_finite()) {
+                return Err(Error::invalid(
+                    path.display().to_string(),
+                    format!("row {row}: {column} = {v}, must be positive and finite"),
+                ));
+            }
+        }
+        if !(m.z >= 0.0 && m.z.is_finite()) {
+            return Err(Error::invalid(
+                path.display().to_string(),
+                format!("row {row}: z = {}, must be finite and ≥ 0", m.z),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Rule 4, per row: an optional `pixel_kpc` column must equal the manifest's pixel scale.
@@ -461,6 +516,8 @@ struct ArrayScan<'a> {
     non_finite: Tally,
     negative: Tally,
     zeros: Vec<u64>,
+    /// Clusters read so far (the zero fraction is over these).
+    rows_seen: usize,
 }
 
 impl<'a> ArrayScan<'a> {
@@ -480,11 +537,13 @@ impl<'a> ArrayScan<'a> {
             non_finite: Tally::default(),
             negative: Tally::default(),
             zeros: vec![0; channels.len()],
+            rows_seen: 0,
         })
     }
 
     fn next(&mut self, cluster: usize) -> Result<()> {
         self.reader.read_row(&mut self.buf)?;
+        self.rows_seen += 1;
         let w = self.reader.shape()[3];
         let plane = self.reader.shape()[2] * w;
         for (ch, block) in self.buf.chunks_exact(plane).enumerate() {
@@ -537,7 +596,7 @@ impl<'a> ArrayScan<'a> {
         }
         if self.is_target {
             let per_channel =
-                (self.reader.rows() * self.reader.row_len() / self.channels.len().max(1)) as f64;
+                (self.rows_seen * self.reader.row_len() / self.channels.len().max(1)).max(1) as f64;
             for (ch, &z) in self.zeros.iter().enumerate() {
                 let frac = z as f64 / per_channel;
                 if frac > MAX_ZERO_FRACTION {
