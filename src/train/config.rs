@@ -356,6 +356,48 @@ impl RunConfig {
     }
 }
 
+impl RunConfig {
+    /// Makes the model fit a dataset's map size and channel counts. Presets adapt (`image_size` and, at 128², one
+    /// more full-resolution level in `ch_mult`, docs/score-model.md §6); a configuration file must already agree.
+    pub fn fit_to_data(
+        &mut self,
+        n_pix: usize,
+        cond: usize,
+        target: usize,
+        adapt: bool,
+    ) -> Result<()> {
+        let m = &mut self.model;
+        if adapt {
+            if n_pix >= 128 && m.image_size < 128 && m.ch_mult.len() >= 3 {
+                // docs/score-model.md §6: one more full-resolution level at 128², attention stays at 16².
+                m.ch_mult.insert(0, 1);
+                m.image_size *= 2;
+            }
+            // Attention sits at the same depth of the U-Net, so its resolutions scale with the map size.
+            if m.image_size != n_pix {
+                let scaled: Vec<usize> = m
+                    .attn_resolutions
+                    .iter()
+                    .map(|r| r * n_pix / m.image_size)
+                    .filter(|r| *r > 0)
+                    .collect();
+                m.attn_resolutions = scaled;
+            }
+            m.image_size = n_pix;
+            m.cond_channels = cond;
+            m.target_channels = target;
+        }
+        if (m.image_size, m.cond_channels, m.target_channels) != (n_pix, cond, target) {
+            return Err(Error::Config(format!(
+                "model expects {}×{} maps with {} condition and {} target channels, the dataset has {n_pix}×{n_pix} \
+                 with {cond} and {target}",
+                m.image_size, m.image_size, m.cond_channels, m.target_channels
+            )));
+        }
+        self.validate()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

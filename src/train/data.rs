@@ -238,6 +238,23 @@ pub fn row_tensor(v: &[f64], dev: &Device, dtype: DType) -> Result<Tensor> {
     Ok(Tensor::from_vec(v.to_vec(), v.len(), dev)?.to_dtype(dtype)?)
 }
 
+/// The training and validation splits of a dataset, standardized.
+pub fn load_splits(ds: &Dataset, val_clusters: usize) -> Result<(SplitData, Option<SplitData>)> {
+    let train = SplitData::load(ds, "train")?;
+    let val = if val_clusters > 0 && ds.split("val").is_ok() {
+        let mut v = SplitData::load(ds, "val")?;
+        let n = v.n.min(val_clusters);
+        let (ci, co, p) = (v.cond_channels, v.target_channels, v.n_pix * v.n_pix);
+        v.inputs.truncate(n * ci * p);
+        v.targets.truncate(n * co * p);
+        v.n = n;
+        Some(v)
+    } else {
+        None
+    };
+    Ok((train, val))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 use crate::model::{activation_count, param_count};
 use crate::resources::MemoryEstimate;
 
-use super::RunConfig;
+use super::config::RunConfig;
 
 /// Program, thread stacks, allocator slack and the statistics accumulators of the pixel scan.
 const BASE_BYTES: f64 = 48.0 * (1u64 << 20) as f64;

@@ -30,7 +30,7 @@ pub mod stages;
 pub mod warm;
 
 pub use config::{Augment, LossKind, Precision, RunConfig, TrainConfig};
-pub use data::{d4_apply, round_up_2sig, sigma_max_rule, BatchOrder, SplitData};
+pub use data::{d4_apply, load_splits, round_up_2sig, sigma_max_rule, BatchOrder, SplitData};
 pub use log::{StepStats, ValStats};
 pub use stages::{stages_of, Stage};
 
@@ -113,65 +113,6 @@ pub struct Trainer {
     /// Held while a run directory is attached: one writer per run directory.
     lock: Option<OutputLock>,
     info: BTreeMap<String, String>,
-}
-
-/// The training and validation splits of a dataset, standardized.
-pub fn load_splits(ds: &Dataset, val_clusters: usize) -> Result<(SplitData, Option<SplitData>)> {
-    let train = SplitData::load(ds, "train")?;
-    let val = if val_clusters > 0 && ds.split("val").is_ok() {
-        let mut v = SplitData::load(ds, "val")?;
-        let n = v.n.min(val_clusters);
-        let (ci, co, p) = (v.cond_channels, v.target_channels, v.n_pix * v.n_pix);
-        v.inputs.truncate(n * ci * p);
-        v.targets.truncate(n * co * p);
-        v.n = n;
-        Some(v)
-    } else {
-        None
-    };
-    Ok((train, val))
-}
-
-impl RunConfig {
-    /// Makes the model fit a dataset's map size and channel counts. Presets adapt (`image_size` and, at 128², one
-    /// more full-resolution level in `ch_mult`, docs/score-model.md §6); a configuration file must already agree.
-    pub fn fit_to_data(
-        &mut self,
-        n_pix: usize,
-        cond: usize,
-        target: usize,
-        adapt: bool,
-    ) -> Result<()> {
-        let m = &mut self.model;
-        if adapt {
-            if n_pix >= 128 && m.image_size < 128 && m.ch_mult.len() >= 3 {
-                // docs/score-model.md §6: one more full-resolution level at 128², attention stays at 16².
-                m.ch_mult.insert(0, 1);
-                m.image_size *= 2;
-            }
-            // Attention sits at the same depth of the U-Net, so its resolutions scale with the map size.
-            if m.image_size != n_pix {
-                let scaled: Vec<usize> = m
-                    .attn_resolutions
-                    .iter()
-                    .map(|r| r * n_pix / m.image_size)
-                    .filter(|r| *r > 0)
-                    .collect();
-                m.attn_resolutions = scaled;
-            }
-            m.image_size = n_pix;
-            m.cond_channels = cond;
-            m.target_channels = target;
-        }
-        if (m.image_size, m.cond_channels, m.target_channels) != (n_pix, cond, target) {
-            return Err(Error::Config(format!(
-                "model expects {}×{} maps with {} condition and {} target channels, the dataset has {n_pix}×{n_pix} \
-                 with {cond} and {target}",
-                m.image_size, m.image_size, m.cond_channels, m.target_channels
-            )));
-        }
-        self.validate()
-    }
 }
 
 impl Trainer {
