@@ -11,17 +11,26 @@
 //!
 //! Why one number: the shipped weights must change only when the evaluation improves, and "improves" has to be
 //! decided the same way every time. The per-column table is printed too, so a reader sees what moved.
+//!
+//! **Incremental.** Each finished run is recorded in `out/compare.json` at once (atomically), with the SHA-256 of
+//! its checkpoint file and the protocol. A later `compare` into the same directory reuses every recorded run whose
+//! checkpoint bytes, sampler, clusters, samples and seed are the same, so a comparison killed half-way resumes, and
+//! the shipped model's evaluation is computed once for the whole campaign — not once per candidate.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::io::{read_bytes, read_text, sha256_hex, write_atomic};
 use crate::metrics::{ClaimRow, Claims};
 use crate::plot::{self, Axis, LineFigure, LinePanel, Series};
 use crate::reproduce::{reproduce, Mode, ReproduceOptions};
 use crate::sample::SamplerChoice;
 use crate::{Error, Result};
+
+/// File of the recorded runs in a comparison's output directory.
+pub const COMPARE_JSON: &str = "compare.json";
 
 /// Cap of one column's `value / target` in the score.
 pub const SCORE_CAP: f64 = 10.0;
@@ -76,9 +85,17 @@ pub fn judged(row: &ClaimRow, claims: &Claims) -> [(&'static str, f64, f64); 8] 
 }
 
 /// One (checkpoint, sampler) result under the protocol.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scored {
     pub checkpoint: PathBuf,
+    /// SHA-256 of the checkpoint file when it was evaluated (empty in records older than this field: never reused).
+    #[serde(default)]
+    pub checkpoint_sha256: String,
+    /// The protocol's test clusters and seed (`n_samples` below is its samples per cluster).
+    #[serde(default)]
+    pub clusters: usize,
+    #[serde(default)]
+    pub seed: u64,
     pub step: u64,
     /// The sampler as `compare --sampler` writes it, its full name and network evaluations per sample.
     pub sampler: String,
@@ -113,12 +130,15 @@ pub fn score(claims: &Claims) -> (f64, usize, usize) {
 }
 
 /// Evaluates each checkpoint with each sampler of `protocol` on `device`, writing each run's figures and metrics
-/// under `out/<i>-<file stem>-<sampler>/`.
+/// under `out/<i>-<file stem>-<sampler>/` and recording it in `out/compare.json` as soon as it is done. Runs already
+/// recorded there under the same protocol for the same checkpoint bytes are reused (module docs), unless `rerun`.
+/// Returns the requested runs in order: checkpoints outer, samplers inner.
 pub fn compare(
     checkpoints: &[PathBuf],
     protocol: &Protocol,
     device: &str,
     out: &Path,
+    rerun: bool,
     mut log: impl FnMut(&str),
 ) -> Result<Vec<Scored>> {
     if checkpoints.is_empty() || protocol.samplers.is_empty() {
@@ -126,29 +146,42 @@ pub fn compare(
             "compare needs at least one checkpoint and one sampler".into(),
         ));
     }
-    let runs: Vec<(&PathBuf, &SamplerChoice)> = checkpoints
+    // Hashed up front: a missing checkpoint fails before any sampling, and a file replaced while the comparison
+    // runs cannot be credited with the old file's results.
+    let hashes = checkpoints
         .iter()
+        .map(|c| read_bytes(c).map(|b| sha256_hex(&b)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut recorded = read_recorded(out)?;
+    let runs: Vec<(usize, &SamplerChoice)> = (0..checkpoints.len())
         .flat_map(|c| protocol.samplers.iter().map(move |s| (c, s)))
         .collect();
     let mut scored = Vec::new();
-    for (i, (ck, sampler)) in runs.iter().enumerate() {
-        let stem = ck
-            .file_stem()
-            .map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
-        let tag: String = sampler
-            .to_string()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+    for (i, &(ci, sampler)) in runs.iter().enumerate() {
+        let (ck, sha) = (&checkpoints[ci], &hashes[ci]);
+        let label = format!("{} with {sampler} ({}/{})", ck.display(), i + 1, runs.len());
+        let same = |r: &Scored| {
+            r.checkpoint_sha256 == *sha
+                && r.sampler == sampler.to_string()
+                && r.clusters == protocol.clusters
+                && r.n_samples == protocol.samples
+                && r.seed == protocol.seed
+        };
+        if let Some(r) = recorded.iter().find(|r| same(r)).filter(|_| !rerun) {
+            log(&format!(
+                "== {label}: reused from {} (same checkpoint bytes and protocol)",
+                out.join(COMPARE_JSON).display()
+            ));
+            scored.push(Scored {
+                checkpoint: ck.clone(),
+                ..r.clone()
+            });
+            continue;
+        }
+        log(&format!("== {label}"));
         let opts = ReproduceOptions {
-            checkpoint: (*ck).clone(),
-            out: Some(out.join(format!("{i}-{stem}-{tag}"))),
+            checkpoint: ck.clone(),
+            out: Some(out.join(run_dir_name(i, ck, sampler))),
             device: device.to_string(),
             clusters: Some(protocol.clusters),
             samples: Some(protocol.samples),
@@ -158,16 +191,13 @@ pub fn compare(
             seed: protocol.seed,
             ..ReproduceOptions::new(Mode::Full)
         };
-        log(&format!(
-            "== {} with {sampler} ({}/{})",
-            ck.display(),
-            i + 1,
-            runs.len()
-        ));
         let r = reproduce(&opts, &mut log)?;
         let (s, met, n) = score(&r.claims);
-        scored.push(Scored {
-            checkpoint: (*ck).clone(),
+        let run = Scored {
+            checkpoint: ck.clone(),
+            checkpoint_sha256: sha.clone(),
+            clusters: protocol.clusters,
+            seed: protocol.seed,
             step: r.posterior.step,
             sampler: sampler.to_string(),
             sampler_name: r.posterior.sampler.clone(),
@@ -178,9 +208,53 @@ pub fn compare(
             met,
             judged: n,
             claims: r.claims,
-        });
+        };
+        recorded.retain(|r| !same(r));
+        recorded.push(run.clone());
+        write_recorded(out, &recorded)?;
+        scored.push(run);
     }
     Ok(scored)
+}
+
+/// Directory of one run: `<i>-<checkpoint stem>-<sampler with punctuation as _>`.
+fn run_dir_name(i: usize, checkpoint: &Path, sampler: &SamplerChoice) -> String {
+    let stem = checkpoint
+        .file_stem()
+        .map_or_else(|| "checkpoint".into(), |s| s.to_string_lossy().into_owned());
+    let tag: String = sampler
+        .to_string()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{i}-{stem}-{tag}")
+}
+
+/// The runs recorded in `out/compare.json` (none if the file does not exist yet).
+pub fn read_recorded(out: &Path) -> Result<Vec<Scored>> {
+    let path = out.join(COMPARE_JSON);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(&read_text(&path)?).map_err(|e| {
+        Error::Config(format!(
+            "{}: not a comparison record ({e}); move it away or choose another --out",
+            path.display()
+        ))
+    })
+}
+
+fn write_recorded(out: &Path, runs: &[Scored]) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let json = serde_json::to_string_pretty(runs)
+        .map_err(|e| Error::Config(format!("{COMPARE_JSON}: {e}")))?;
+    write_atomic(&out.join(COMPARE_JSON), json.as_bytes())
 }
 
 /// The comparison as Markdown: the protocol, one line per checkpoint with its score, then every judged column of
@@ -244,6 +318,10 @@ fn family(c: &Scored) -> String {
     format!("{file}: {}", c.sampler.split(':').next().unwrap_or(""))
 }
 
+/// One panel of [`sampler_quality_figure`]: axis label, the value read from a claims row, and the target drawn as a
+/// reference line.
+type PanelMetric = (&'static str, fn(&ClaimRow) -> f64, Option<f64>);
+
 /// Sampler quality against cost (`05_sampler_quality`): for each checkpoint, four numbers of the all-clusters rows
 /// against network evaluations per sample, one colour per sampler family (points joined by increasing NFE), gas and
 /// DM side by side: |b − 1| at high k (small-scale power), |r_st − r_ss| at low k (honest correlation), the largest
@@ -252,10 +330,9 @@ pub fn sampler_quality_figure(scored: &[Scored]) -> Result<plot::Figure> {
     let first = scored
         .first()
         .ok_or_else(|| Error::Config("no runs to plot".into()))?;
-    // (axis label, value, target drawn as a reference line).
     let t = &first.claims.thresholds;
     let c = &first.claims.calibration_targets;
-    let metrics: [(&str, fn(&ClaimRow) -> f64, Option<f64>); 4] = [
+    let metrics: [PanelMetric; 4] = [
         ("mean abs(b−1), high k", |r| r.bias_high_k, None),
         (
             "mean abs(r_{st} − r_{ss}), low k",

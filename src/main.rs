@@ -71,9 +71,13 @@ struct CompareArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Output directory: one reproduce run per checkpoint, compare.md and compare.json.
+    /// Output directory: one reproduce run per checkpoint and sampler, compare.md, and compare.json, the record of
+    /// every finished run; runs recorded there for the same checkpoint bytes and protocol are reused.
     #[arg(long)]
     out: PathBuf,
+    /// Evaluate again even the runs compare.json already holds.
+    #[arg(long)]
+    rerun: bool,
 }
 
 #[derive(Args)]
@@ -420,21 +424,18 @@ fn compare(a: CompareArgs) -> Result<()> {
         },
         ..Protocol::default()
     };
-    let scored = compare(&a.checkpoints, &protocol, &a.device, &a.out, |l| {
+    let scored = compare(&a.checkpoints, &protocol, &a.device, &a.out, a.rerun, |l| {
         println!("{l}")
     })?;
     let md = compare_markdown(&scored, &protocol);
     println!("\n{md}");
     clustermaps::io::write_atomic(&a.out.join("compare.md"), md.as_bytes())?;
-    let json = serde_json::to_string_pretty(&scored)
-        .map_err(|e| clustermaps::Error::Config(format!("compare.json: {e}")))?;
-    clustermaps::io::write_atomic(&a.out.join("compare.json"), json.as_bytes())?;
     if protocol.samplers.len() > 1 {
         let fig = clustermaps::compare::sampler_quality_figure(&scored)?;
         fig.save(a.out.join(fig.name()))?;
     }
     println!(
-        "wrote compare.md, compare.json (and with several samplers 05_sampler_quality.png) into {}",
+        "wrote compare.md (and with several samplers 05_sampler_quality.png) into {}; compare.json records every run",
         a.out.display()
     );
     Ok(())

@@ -232,6 +232,52 @@ fn compare_scores_every_checkpoint_and_sampler() {
         md.contains("heun-churn:3:40,0.05,50,1.003") && md.contains("| #1 |"),
         "{md}"
     );
+
+    // compare.json is a record: the same checkpoint bytes (here under another name) and protocol are reused, not
+    // sampled again; --rerun or another protocol evaluates anew.
+    let copy = out.join("copy.safetensors");
+    std::fs::copy(&ck, &copy).unwrap();
+    let again = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--checkpoint",
+            copy.to_str().unwrap(),
+            "--clusters",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--sampler",
+            "heun:3",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let o = run(&args);
+        assert!(o.status.success(), "compare failed:\n{}", text(&o));
+        text(&o)
+    };
+    let reused = again(&["--samples", "2"]);
+    assert!(reused.contains("reused from"), "{reused}");
+    assert!(
+        reused.contains(&format!("{:.3}", score(0))),
+        "a reused run keeps its score:\n{reused}"
+    );
+    for extra in [&["--samples", "2", "--rerun"][..], &["--samples", "3"][..]] {
+        let t = again(extra);
+        assert!(
+            !t.contains("reused from"),
+            "{extra:?} must evaluate anew:\n{t}"
+        );
+    }
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(
+        json.as_array().unwrap().len(),
+        3,
+        "heun:3 × (2, 3 samples) and the churn run"
+    );
     let o = run(&[
         "compare",
         "--checkpoint",

@@ -102,3 +102,13 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
 pub fn read_text(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(|e| open_error(path, e))
 }
+
+/// Lower-case hex SHA-256 of `bytes`: the identity of a file in records (sample sets, comparisons), so that a record
+/// is only trusted for the exact bytes it was made from.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

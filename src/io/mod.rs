@@ -12,6 +12,6 @@ pub mod files;
 pub mod lock;
 pub mod npy;
 
-pub use files::{link_or_copy_atomic, read_bytes, read_text, tmp_path, write_atomic};
+pub use files::{link_or_copy_atomic, read_bytes, read_text, sha256_hex, tmp_path, write_atomic};
 pub use lock::{OutputLock, LOCK_FILE};
 pub use npy::{npy_bytes, read_npy_f32, write_npy, NpyDtype, NpyElement, NpyF32Writer, NpyReader};

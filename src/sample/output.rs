@@ -15,11 +15,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::run::SampleResult;
 use crate::io::files::{remove_if_exists, rename_into_place, stage};
-use crate::io::{npy_bytes, read_bytes, read_npy_f32, write_atomic, OutputLock};
+use crate::io::{npy_bytes, read_bytes, read_npy_f32, sha256_hex, write_atomic, OutputLock};
 use crate::{Error, Result};
 
 /// The files [`SampleResult::write`] produces for `--out FILE.npy`.
@@ -107,13 +106,6 @@ impl FileDigest {
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The JSON sidecar `FILE.json`.
